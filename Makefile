@@ -1,0 +1,30 @@
+# The two commands: `make nightly` runs the pipeline once, `make test` runs every check.
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_LOGGING_LEVEL ?= INFO
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup nightly test lint repro
+
+setup:
+	@scripts/bootstrap.sh
+
+nightly: setup  ## run the nightly flow once on the embedded default (ephemeral Prefect, local S3)
+	$(BIN)/python -m flows.nightly
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint  ## lint, type-check, layering contract, then the test suite
+	$(BIN)/python -m pytest
+
+repro: setup  ## the same stages through DVC
+	$(BIN)/dvc repro

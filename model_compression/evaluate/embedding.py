@@ -1,0 +1,40 @@
+"""Quality of sentence embeddings: Lee similarity correlation, polarity probe, cosine to fp32."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def embed_all(embed: Embed, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """Embed ``texts`` in batches with ``embed`` -> float32 (N, D)."""
+    return np.concatenate([embed(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)])
+
+
+def lee_pearson(embeddings: np.ndarray, human: np.ndarray) -> float:
+    """Pearson r between embedding cosines and human similarities over pairs i < j."""
+    e = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    iu = np.triu_indices(len(e), 1)
+    return float(np.corrcoef((e @ e.T)[iu], human[iu])[0, 1])
+
+
+def probe_accuracy(embeddings: np.ndarray, labels: np.ndarray, folds: int = 10, seed: int = 0) -> float:
+    """Mean k-fold accuracy of a logistic-regression probe on frozen embeddings."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scores = cross_val_score(LogisticRegression(max_iter=2000), embeddings, labels, cv=cv)
+    return float(np.mean(scores))
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean row-wise cosine similarity of two (N, D) arrays."""
+    if a.shape != b.shape:
+        raise ValueError(f"embedding shapes differ: {a.shape} vs {b.shape}")
+    na = a / np.linalg.norm(a, axis=1, keepdims=True)
+    nb = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float((na * nb).sum(1).mean())

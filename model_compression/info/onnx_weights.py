@@ -1,0 +1,46 @@
+"""The entropy bound of an ONNX artifact's weights.
+
+For each initializer with at least ``min_numel`` elements: integer tensors (already
+quantized) are measured as they are; float tensors are measured after 8-bit linear
+quantization, the precision an entropy coder would be handed. The bound is what an ideal
+zeroth-order coder would need for those symbols, without codebooks or scales.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from model_compression.info.entropy import empirical_entropy, linear_quantize
+
+
+@dataclass(frozen=True)
+class WeightBound:
+    """Weights counted, their entropy bound in bytes, and their nonzero fraction."""
+
+    numel: int
+    entropy_bytes: int
+    density: float
+
+
+def onnx_weight_bound(path: str | Path, bits: int = 8, min_numel: int = 1024) -> WeightBound:
+    model = onnx.load(str(path))
+    numel, total_bits, nonzero = 0, 0.0, 0
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.size < min_numel:
+            continue
+        if np.issubdtype(arr.dtype, np.integer):
+            symbols = arr
+        else:
+            symbols = linear_quantize(torch.from_numpy(arr.astype(np.float32)), bits).numpy()
+        numel += arr.size
+        nonzero += int(np.count_nonzero(symbols))
+        total_bits += arr.size * empirical_entropy(symbols)
+    return WeightBound(numel=numel, entropy_bytes=math.ceil(total_bits / 8), density=nonzero / max(numel, 1))

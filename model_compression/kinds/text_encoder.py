@@ -1,0 +1,133 @@
+"""Kind ``text-encoder``: a BERT-style sentence encoder such as all-MiniLM-L6-v2.
+
+Quality is measured on the ONNX artifact: Pearson r on the Lee similarity pairs, 10-fold
+logistic-regression accuracy on Pang & Lee polarity, and the mean cosine to the fp32
+embeddings of held-out background sentences (never used for distillation or calibration).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_compression import onnx_export
+from model_compression.datasets import text as text_data
+from model_compression.evaluate import embedding as emb_eval
+from model_compression.models.text_encoder import SentenceEncoder, load_encoder, tokenize
+from model_compression.runtime.session import check_inputs, make_session
+
+OUTPUT = "sentence_embedding"
+HF_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+)
+
+
+@dataclass(frozen=True)
+class TextEvalConfig:
+    """Evaluation settings.
+
+    Attributes:
+        max_length: token limit per text at evaluation (default 128).
+        heldout: last N background sentences held out for the cosine check (default 200).
+        calibration: sentences for static calibration, taken before the held-out ones.
+        folds: folds of the polarity probe (default 10).
+        batch_size: texts per ONNX call.
+    """
+
+    max_length: int = 128
+    heldout: int = 200
+    calibration: int = 64
+    folds: int = 10
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("max_length", "heldout", "calibration", "folds", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TextEvalConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+def build_baseline(source: Path, out: Path) -> SentenceEncoder:
+    """Copy the encoder's weights and tokenizer from ``source`` into ``out`` and export
+    ``out/model.onnx``. Loading first checks the weights are safetensors and finite."""
+    model, tok = load_encoder(source)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in HF_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, out / name)
+    export(model, tok, out / "model.onnx")
+    return model
+
+
+def load(folder: Path) -> tuple[SentenceEncoder, object]:
+    return load_encoder(folder)
+
+
+def export(model: torch.nn.Module, tokenizer: object, path: Path) -> Path:
+    example = tokenize(tokenizer, ["an example sentence", "another, longer example sentence"], 16)
+    dyn = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, OUTPUT: {0: "batch"}}
+    return onnx_export.export(model, example, path, OUTPUT, dyn)
+
+
+def onnx_embedder(path: Path, tokenizer: object, max_length: int, threads: int) -> emb_eval.Embed:
+    session = make_session(path, threads)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        feeds = {k: v.numpy() for k, v in tokenize(tokenizer, texts, max_length).items()}
+        check_inputs(session, feeds)
+        return session.run(None, feeds)[0]
+
+    return embed
+
+
+def evaluate(
+    path: Path, tokenizer_dir: Path, cfg: TextEvalConfig, threads: int, reference: np.ndarray | None
+) -> tuple[dict[str, float], np.ndarray]:
+    """Quality metrics of the ONNX encoder at ``path``; returns (metrics, held-out embeddings)."""
+    embed = onnx_embedder(path, _tokenizer(tokenizer_dir), cfg.max_length, threads)
+    lee = text_data.load_lee()
+    pol = text_data.load_polarity()
+    _, held = text_data.split_heldout(text_data.background_sentences(), cfg.heldout)
+    held_emb = emb_eval.embed_all(embed, held, cfg.batch_size)
+    pol_emb = emb_eval.embed_all(embed, pol.texts, cfg.batch_size)
+    metrics = {
+        "lee_pearson": emb_eval.lee_pearson(emb_eval.embed_all(embed, lee.docs, cfg.batch_size), lee.human),
+        "polarity_accuracy": emb_eval.probe_accuracy(pol_emb, pol.labels, cfg.folds),
+        "cosine_to_fp32": 1.0 if reference is None else emb_eval.mean_cosine(held_emb, reference),
+    }
+    if not all(np.isfinite(v) for v in metrics.values()):
+        raise ValueError(f"non-finite quality metrics for {path}: {metrics}")
+    return metrics, held_emb
+
+
+def _tokenizer(folder: Path) -> object:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def train_sentences(cfg: TextEvalConfig) -> list[str]:
+    """Background sentences before the held-out tail: for distillation and calibration."""
+    return text_data.split_heldout(text_data.background_sentences(), cfg.heldout)[0]
+
+
+def calibration_feeds(tokenizer_dir: Path, cfg: TextEvalConfig) -> list[dict[str, np.ndarray]]:
+    """Calibration batches from training sentences (never the held-out ones)."""
+    tok = _tokenizer(tokenizer_dir)
+    picked = train_sentences(cfg)[: cfg.calibration]
+    return [{k: v.numpy() for k, v in tokenize(tok, [s], cfg.max_length).items()} for s in picked]
+
+
+def bench_feeds(batch_size: int, seq_len: int, vocab_size: int = 30522, seed: int = 0) -> dict[str, np.ndarray]:
+    """Fixed pseudo-random token ids of shape (batch_size, seq_len), all positions attended."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1000, vocab_size, size=(batch_size, seq_len), dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}

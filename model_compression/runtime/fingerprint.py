@@ -1,0 +1,39 @@
+"""A hardware fingerprint: what a latency number was measured on."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import onnxruntime as ort
+
+_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp")
+
+
+def fingerprint() -> dict[str, object]:
+    """CPU model and SIMD flags, core count, memory (GiB), onnxruntime version and providers."""
+    model, flags = platform.processor() or "unknown", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("model name", "hardware") and model in ("unknown", "", platform.machine()):
+                model = value.strip()
+            elif key in ("flags", "features"):
+                flags.update(value.split())
+    mem_gib = None
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        kb = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
+        mem_gib = round(kb / 2**20, 1)
+    return {
+        "cpu": model,
+        "machine": platform.machine(),
+        "flags": sorted(f for f in _FLAGS if f in flags),
+        "cores": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "onnxruntime": ort.__version__,
+        "providers": ort.get_available_providers(),
+    }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up everything the pipeline needs on a fresh machine (Python 3.11, Debian):
+#   - .venv with torch==2.13.0 (the CPU build pip finds on this machine) and the pinned stack;
+#   - Debian's dataset-fashion-mnist (the official train/test split).
+# Re-running is cheap: a stamp of constraints.txt + pyproject.toml skips a current venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+stamp=".venv/.installed-$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)"
+
+if [ ! -f "$stamp" ]; then
+  echo "==> creating .venv and installing the pinned stack (about 2-3 minutes)"
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+FMNIST=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+if [ ! -f "$FMNIST" ]; then
+  echo "==> installing Debian's dataset-fashion-mnist"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi

@@ -1,0 +1,6 @@
+"""Pipeline stages: path-to-path functions over the library, and their Prefect tasks.
+
+Each stage module defines a plain stage function ``<stage>(model, root=".") -> record``;
+the DVC stage runs it through ``python -m tasks <stage> <model>``, the Prefect task wraps
+the very same function. Stages never import ``flows``.
+"""

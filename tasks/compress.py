@@ -1,0 +1,171 @@
+"""Stages ``score``, ``prune``, ``quantize``, ``factorize`` and ``distill``.
+
+Each reads the fp32 baseline, applies one library technique with its config from
+params.yaml, and writes ``model.onnx`` (score writes ``score.json``) plus its record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from model_compression.distill import embedding as emb_distill
+from model_compression.distill import logits as logit_distill
+from model_compression.factorize.svd import factorize as svd_factorize
+from model_compression.info.entropy import entropy_bound
+from model_compression.kinds import image_classifier, text_encoder
+from model_compression.prune.magnitude import prune as magnitude_prune
+from model_compression.prune.magnitude import sparsity as achieved_sparsity
+from model_compression.quantize.onnx_int8 import count_quantized_nodes
+from model_compression.quantize.onnx_int8 import quantize as ort_quantize
+from model_compression.registry import SETTINGS, from_dict
+from model_compression.score.weights import score as score_weights
+from tasks.baseline import export, load_fp32, n_params
+from tasks.project import Project
+from tasks.stage import Stage, write_json
+
+
+def _baseline_input(p: Project, m: str) -> dict[str, Path]:
+    return {"baseline": p.stage_dir(m, "baseline")}
+
+
+def _technique_params(technique: str, extra: tuple[str, ...] = ()) -> Any:
+    def params(p: Project, m: str) -> dict[str, Any]:
+        e = p.entry(m)
+        out = {technique: e.get(technique), "kind": e["kind"], "seed": p.seed, "threads": p.threads}
+        out.update({k: e.get(k) for k in extra})
+        return out
+
+    return params
+
+
+def eval_config(project: Project, model: str) -> Any:
+    return from_dict(SETTINGS["text-eval"], project.entry(model).get("eval") or {}, f"{model}.eval")
+
+
+# --- score -------------------------------------------------------------------------------
+def _score(project: Project, model: str, out: Path) -> dict[str, Any]:
+    cfg = project.config(model, "score")
+    fp32 = load_fp32(project, model)
+    rows = score_weights(fp32, cfg)
+    write_json(out / "score.json", [r.as_row() for r in rows])
+    bound = entropy_bound([p.detach() for n, p in fp32.named_parameters() if n in {r.name for r in rows}], cfg.bits)
+    return {
+        "layers": len(rows),
+        "numel": bound.numel,
+        "entropy_bits_per_weight": bound.entropy_bits / max(bound.numel, 1),
+        "entropy_bound_bytes": bound.entropy_bytes,
+        "raw_bytes_at_bits": bound.raw_bits // 8,
+    }
+
+
+SCORE = Stage("score", 1, _baseline_input, _technique_params("score"), _score)
+
+
+# --- prune -------------------------------------------------------------------------------
+def _prune(project: Project, model: str, out: Path) -> dict[str, Any]:
+    cfg = project.config(model, "prune")
+    pruned = magnitude_prune(load_fp32(project, model), cfg)
+    export(project, model, pruned, out / "model.onnx")
+    return {"sparsity": achieved_sparsity(pruned, cfg), "parameters": n_params(pruned), "storage_only": True}
+
+
+PRUNE = Stage("prune", 1, _baseline_input, _technique_params("prune"), _prune)
+
+
+# --- quantize ----------------------------------------------------------------------------
+def _quantize(project: Project, model: str, out: Path) -> dict[str, Any]:
+    cfg = project.config(model, "quantize")
+    base = project.stage_dir(model, "baseline")
+    feeds = None
+    if cfg.mode == "static":
+        if project.kind(model) == "text-encoder":
+            feeds = text_encoder.calibration_feeds(base, eval_config(project, model))
+        else:
+            n = int((project.entry(model).get("eval") or {}).get("calibration", 256))
+            feeds = image_classifier.calibration_feeds(project.stage_dir(model, "fetch"), n)
+    ort_quantize(base / "model.onnx", out / "model.onnx", cfg, feeds)
+    return {"mode": cfg.mode, "quantized_nodes": count_quantized_nodes(out / "model.onnx"), "calibration_batches": len(feeds or [])}
+
+
+def _quantize_inputs(p: Project, m: str) -> dict[str, Path]:
+    inputs = {"onnx": p.artifact(m, "baseline")}
+    if p.kind(m) == "image-classifier":
+        inputs["data"] = p.stage_dir(m, "fetch")  # calibration images
+    return inputs
+
+
+QUANTIZE = Stage("quantize", 1, _quantize_inputs, _technique_params("quantize", ("eval",)), _quantize)
+
+
+# --- factorize ---------------------------------------------------------------------------
+def _factorize(project: Project, model: str, out: Path) -> dict[str, Any]:
+    cfg = project.config(model, "factorize")
+    fp32 = load_fp32(project, model)
+    before = n_params(fp32)
+    low, ranks = svd_factorize(fp32, cfg)
+    export(project, model, low, out / "model.onnx")
+    return {"ranks": ranks, "parameters_before": before, "parameters": n_params(low), "layers_factorized": len(ranks)}
+
+
+FACTORIZE = Stage("factorize", 1, _baseline_input, _technique_params("factorize"), _factorize)
+
+
+# --- distill -----------------------------------------------------------------------------
+def _distill(project: Project, model: str, out: Path) -> dict[str, Any]:
+    teacher = load_fp32(project, model)
+    if project.kind(model) == "text-encoder":
+        cfg = project.config(model, "distill")
+        cfg = dataclasses.replace(cfg, seed=project.seed)
+        _, tok = text_encoder.load(project.stage_dir(model, "baseline"))
+        sentences = text_encoder.train_sentences(eval_config(project, model))
+        student, losses = emb_distill.distill(teacher, tok, sentences, cfg)  # type: ignore[arg-type]
+    else:
+        cfg = project.config(model, "distill")
+        x, y = image_classifier.train_data(project.stage_dir(model, "fetch"))
+        student, losses = logit_distill.distill(teacher, x, y, cfg)
+    export(project, model, student, out / "model.onnx")
+    return {
+        "teacher_parameters": n_params(teacher),
+        "parameters": n_params(student),
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "onnx_bytes": os.path.getsize(out / "model.onnx"),
+    }
+
+
+def _distill_inputs(p: Project, m: str) -> dict[str, Path]:
+    inputs = _baseline_input(p, m)
+    if p.kind(m) == "image-classifier":
+        inputs["data"] = p.stage_dir(m, "fetch")
+    return inputs
+
+
+DISTILL = Stage("distill", 1, _distill_inputs, _technique_params("distill", ("eval",)), _distill)
+
+
+def score(model: str, root: str = ".") -> dict[str, Any]:
+    """Per-layer magnitude and entropy table of ``model``'s fp32 weights."""
+    return SCORE.run(model, root)
+
+
+def prune(model: str, root: str = ".") -> dict[str, Any]:
+    """Magnitude-prune ``model`` at the params' sparsity and export ONNX."""
+    return PRUNE.run(model, root)
+
+
+def quantize(model: str, root: str = ".") -> dict[str, Any]:
+    """onnxruntime int8 quantization of ``model``'s fp32 ONNX."""
+    return QUANTIZE.run(model, root)
+
+
+def factorize(model: str, root: str = ".") -> dict[str, Any]:
+    """Truncated-SVD factorization of ``model``'s Linear layers, exported to ONNX."""
+    return FACTORIZE.run(model, root)
+
+
+def distill(model: str, root: str = ".") -> dict[str, Any]:
+    """Distil a smaller student of ``model`` and export it to ONNX."""
+    return DISTILL.run(model, root)

@@ -1,0 +1,54 @@
+"""The Prefect tasks: each wraps one stage function, unchanged.
+
+Caching: a task's cache key is its stage key (stage version, params, input hashes), given
+only when the stage's outputs are on disk and intact, so a cached result never points at
+missing files. Retries are for I/O stages only (zoo, fetch, publish); compute is
+deterministic and a retry would only repeat the same failure.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.context import TaskRunContext
+
+from tasks.project import Project
+from tasks.stage import Stage
+from tasks.stages import STAGES
+
+IO_STAGES = {"zoo", "fetch", "publish"}
+
+
+def cache_key(stage: Stage) -> Any:
+    def key_fn(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+        try:
+            project = Project.at(parameters.get("root", "."))
+            record = stage.up_to_date(project, parameters["model"])
+        except (FileNotFoundError, ValueError):
+            return None
+        return None if record is None else f"{stage.name}-{parameters['model']}-{record['key']}"
+
+    return key_fn
+
+
+def make_task(stage: Stage) -> Any:
+    def run(model: str, root: str = ".") -> dict[str, Any]:
+        return stage.run(model, root)
+
+    run.__name__ = stage.name
+    run.__doc__ = f"Prefect task of stage {stage.name!r}."
+    io = stage.name in IO_STAGES
+    return task(
+        run,
+        name=stage.name,
+        task_run_name=f"{stage.name}[{{model}}]",
+        cache_key_fn=cache_key(stage),
+        persist_result=True,
+        retries=3 if io else 0,
+        retry_delay_seconds=[2, 5, 15] if io else 0,
+        log_prints=True,
+    )
+
+
+TASKS: dict[str, Any] = {name: make_task(stage) for name, stage in STAGES.items()}

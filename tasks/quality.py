@@ -1,0 +1,103 @@
+"""Great Expectations suites: the evaluation data and the metrics table.
+
+A failing suite raises ``QualityGateError`` naming each failed expectation and column,
+and blocks the publish. GX 1.x, ephemeral context, pandas data frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger("pipeline")
+
+
+class QualityGateError(ValueError):
+    """A Great Expectations suite failed; the message names the failed expectations."""
+
+
+def _run_suite(name: str, df: pd.DataFrame, expectations: list[Any]) -> dict[str, Any]:
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    source = context.data_sources.add_pandas(f"{name}-source")
+    asset = source.add_dataframe_asset(name=f"{name}-asset")
+    batch = asset.add_batch_definition_whole_dataframe(f"{name}-batch")
+    suite = context.suites.add(gx.ExpectationSuite(name=name))
+    for e in expectations:
+        suite.add_expectation(e)
+    vd = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}-validation", data=batch, suite=suite))
+    result = vd.run(batch_parameters={"dataframe": df})
+    failed = []
+    for r in result.results:
+        if not r.success:
+            cfg = r.expectation_config
+            column = cfg.kwargs.get("column", "") if cfg is not None else ""
+            etype = cfg.type if cfg is not None else "?"
+            failed.append(f"{etype}({column})" if column else etype)
+    summary = {"suite": name, "success": bool(result.success), "evaluated": len(result.results), "failed": failed}
+    if not result.success:
+        raise QualityGateError(f"quality gate {name!r} failed: {', '.join(failed)}")
+    log.info("quality gate %s passed (%d expectations)", name, len(result.results))
+    return summary
+
+
+def check_text_eval_data(texts: list[str], labels: list[int], name: str = "text-eval-data") -> dict[str, Any]:
+    """Labelled texts: non-empty strings, binary labels, both classes present in balance."""
+    import great_expectations as gx
+
+    df = pd.DataFrame({"text": texts, "label": labels})
+    df["length"] = df["text"].fillna("").str.len()
+    e = gx.expectations
+    return _run_suite(
+        name,
+        df,
+        [
+            e.ExpectTableColumnsToMatchSet(column_set=["text", "label", "length"]),
+            e.ExpectTableRowCountToBeBetween(min_value=20),
+            e.ExpectColumnValuesToNotBeNull(column="text"),
+            e.ExpectColumnValuesToBeBetween(column="length", min_value=1, max_value=5000),
+            e.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
+            e.ExpectColumnMeanToBeBetween(column="label", min_value=0.3, max_value=0.7),
+        ],
+    )
+
+
+def check_image_eval_data(labels: list[int], pixel_mean: float, name: str = "image-eval-data") -> dict[str, Any]:
+    """Labelled images: ten classes, none under 5 %, pixel mean of a normalised set near 0."""
+    import great_expectations as gx
+
+    df = pd.DataFrame({"label": labels})
+    e = gx.expectations
+    return _run_suite(
+        name,
+        df.assign(pixel_mean=pixel_mean),
+        [
+            e.ExpectTableRowCountToBeBetween(min_value=10),
+            e.ExpectColumnValuesToNotBeNull(column="label"),
+            e.ExpectColumnValuesToBeInSet(column="label", value_set=list(range(10))),
+            e.ExpectColumnProportionOfUniqueValuesToBeBetween(column="label", max_value=1.0),
+            e.ExpectColumnDistinctValuesToEqualSet(column="label", value_set=list(range(10))),
+            e.ExpectColumnValuesToBeBetween(column="pixel_mean", min_value=-0.5, max_value=0.5),
+        ],
+    )
+
+
+def check_metrics(rows: list[dict[str, Any]], quality_columns: list[str], name: str = "metrics-table") -> dict[str, Any]:
+    """The metrics table: one row per artifact, no NaN/Inf, positive sizes, bounded quality."""
+    import great_expectations as gx
+
+    df = pd.DataFrame(rows)
+    e = gx.expectations
+    expectations: list[Any] = [
+        e.ExpectColumnValuesToNotBeNull(column="artifact"),
+        e.ExpectColumnValuesToBeUnique(column="artifact"),
+        e.ExpectColumnValuesToBeBetween(column="size_bytes", min_value=1),
+    ]
+    for col in quality_columns:
+        expectations.append(e.ExpectColumnValuesToNotBeNull(column=col))
+        # between -1 and 1 rejects NaN and Inf too: correlations, accuracies and cosines all lie there
+        expectations.append(e.ExpectColumnValuesToBeBetween(column=col, min_value=-1.0, max_value=1.0))
+    return _run_suite(name, df, expectations)

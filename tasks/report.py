@@ -1,0 +1,74 @@
+"""Stage ``report``: one metrics file per model for ``dvc metrics show``, and its table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tasks.project import ARTIFACT_STAGES, Project
+from tasks.stage import Stage, write_json
+from tasks.validate import QUALITY
+
+
+def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
+    rows = {r["artifact"]: r for r in json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())["rows"]}
+    bench = json.loads((project.stage_dir(model, "benchmark") / "bench.json").read_text())
+    published = json.loads((project.stage_dir(model, "publish") / "published.json").read_text())
+    first = str(bench["settings"]["batch_sizes"][0])
+    metrics: dict[str, Any] = {}
+    for s in ARTIFACT_STAGES:
+        r = rows[s]
+        metrics[s] = {
+            "size_bytes": r["size_bytes"],
+            "ratio_vs_fp32": round(r["ratio_vs_fp32"], 4),
+            "entropy_bound_bytes": r["entropy_bound_bytes"],
+            **{q: round(r[q], 4) for q in QUALITY[project.kind(model)]},
+            "p50_ms": round(bench["results"][s][first]["p50_ms"], 3),
+            "p95_ms": round(bench["results"][s][first]["p95_ms"], 3),
+            "speedup_vs_fp32": round(bench["speedup_vs_fp32"][s], 3),
+            "passed": bool(r["passed"]),
+            "uri": published["artifacts"].get(s, ""),
+        }
+    write_json(out / "metrics.json", metrics)
+    return {"version": published["version"]}
+
+
+REPORT = Stage(
+    name="report",
+    version=1,
+    inputs=lambda p, m: {
+        "validation": p.stage_dir(m, "validate") / "validation.json",
+        "bench": p.stage_dir(m, "benchmark") / "bench.json",
+        "published": p.stage_dir(m, "publish") / "published.json",
+    },
+    params=lambda p, m: {},
+    body=_body,
+)
+
+
+def report(model: str, root: str = ".") -> dict[str, Any]:
+    """Write ``data/<model>/report/metrics.json`` from validation, benchmark and publish."""
+    return REPORT.run(model, root)
+
+
+def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the per-model summary table printed at the end of a run."""
+    metrics = json.loads((project.stage_dir(model, "report") / "metrics.json").read_text())
+    quality = QUALITY[project.kind(model)]
+    header = ["artifact", "bytes", "x smaller", *quality, "p50 ms", "speed-up", "published"]
+    body = []
+    for s, m in metrics.items():
+        uri = m["uri"] or ("reference" if s == "baseline" else "not published (failed tolerance)")
+        body.append(
+            [
+                "fp32" if s == "baseline" else s,
+                f"{m['size_bytes']:,}",
+                f"{m['ratio_vs_fp32']:.2f}",
+                *(f"{m[q]:.4f}" for q in quality),
+                f"{m['p50_ms']:.2f}",
+                f"{m['speedup_vs_fp32']:.2f}",
+                uri,
+            ]
+        )
+    return header, body

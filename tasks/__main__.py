@@ -6,9 +6,9 @@ This is the ``cmd`` of every DVC stage; the Prefect tasks call the same stage fu
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from tasks import logs
 from tasks.stages import STAGES
 
 
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model")
     parser.add_argument("--root", default=".")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logs.setup()
     try:
         STAGES[args.stage].run(args.model, args.root)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

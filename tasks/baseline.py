@@ -21,7 +21,13 @@ from tasks.stage import Stage
 
 def _params(project: Project, model: str) -> dict[str, Any]:
     e = project.entry(model)
-    return {"kind": e["kind"], "arch": e.get("arch"), "train": e.get("train"), "seed": project.seed, "threads": project.threads}
+    return {
+        "kind": e["kind"],
+        "arch": e.get("arch"),
+        "train": e.get("train"),
+        "seed": project.seed,
+        "threads": project.threads,
+    }
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:

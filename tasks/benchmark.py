@@ -43,11 +43,20 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
             stats["noisy"] = stats["spread"] > NOISY_SPREAD
             per_batch[str(bs)] = stats
         results[stage] = per_batch
-        log.info("%s/%s: p50 %.2f ms (batch %s)", model, stage, per_batch[str(b["batch_sizes"][0])]["p50_ms"], b["batch_sizes"][0])
+        log.info(
+            "%s/%s: p50 %.2f ms (batch %s)",
+            model,
+            stage,
+            per_batch[str(b["batch_sizes"][0])]["p50_ms"],
+            b["batch_sizes"][0],
+        )
     first = str(b["batch_sizes"][0])
     base_p50 = results["baseline"][first]["p50_ms"]
     speedup = {s: base_p50 / r[first]["p50_ms"] for s, r in results.items()}
-    write_json(out / "bench.json", {"settings": b, "results": results, "speedup_vs_fp32": speedup, "fingerprint": fingerprint()})
+    write_json(
+        out / "bench.json",
+        {"settings": b, "results": results, "speedup_vs_fp32": speedup, "fingerprint": fingerprint()},
+    )
     return {"p50_ms": {s: r[first]["p50_ms"] for s, r in results.items()}, "batch_size": int(first)}
 
 

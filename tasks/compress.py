@@ -87,7 +87,11 @@ def _quantize(project: Project, model: str, out: Path) -> dict[str, Any]:
             n = int((project.entry(model).get("eval") or {}).get("calibration", 256))
             feeds = image_classifier.calibration_feeds(project.stage_dir(model, "fetch"), n)
     ort_quantize(base / "model.onnx", out / "model.onnx", cfg, feeds)
-    return {"mode": cfg.mode, "quantized_nodes": count_quantized_nodes(out / "model.onnx"), "calibration_batches": len(feeds or [])}
+    return {
+        "mode": cfg.mode,
+        "quantized_nodes": count_quantized_nodes(out / "model.onnx"),
+        "calibration_batches": len(feeds or []),
+    }
 
 
 def _quantize_inputs(p: Project, m: str) -> dict[str, Path]:

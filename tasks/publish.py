@@ -42,7 +42,9 @@ def flow_run_id() -> str | None:
 
 
 def _rows(project: Project, model: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())["rows"]
+    rows: list[dict[str, Any]] = json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())[
+        "rows"
+    ]
     return rows
 
 
@@ -64,7 +66,9 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
         if existing is not None:
             old = json.loads(existing)
             if {k: v["sha256"] for k, v in old["artifacts"].items()} != hashes:
-                raise ValueError(f"s3://{bucket}/{prefix} already holds different content; refusing to overwrite a published version")
+                raise ValueError(
+                    f"s3://{bucket}/{prefix} already holds different content; refusing to overwrite a published version"
+                )
             log.info("%s version %s already published with the same content", model, version)
         else:
             for s in passed:
@@ -84,7 +88,10 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
                 "threads": project.threads,
                 "versions": library_versions(),
                 "fingerprint": bench["fingerprint"],
-                "baseline": {"size_bytes": fp32["size_bytes"], "sha256": sha256_file(project.artifact(model, "baseline"))},
+                "baseline": {
+                    "size_bytes": fp32["size_bytes"],
+                    "sha256": sha256_file(project.artifact(model, "baseline")),
+                },
                 "artifacts": {
                     s: {
                         "uri": uris[s],
@@ -95,10 +102,18 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
                     for s in passed
                 },
             }
-            s3io.put_bytes(s3, settings, bucket, f"{prefix}/manifest.json", json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+            s3io.put_bytes(
+                s3,
+                settings,
+                bucket,
+                f"{prefix}/manifest.json",
+                json.dumps(manifest, indent=2, sort_keys=True, default=str).encode(),
+            )
             log.info("%s: published version %s (%d artifacts)", model, version, len(passed))
         s3io.put_bytes(s3, settings, bucket, f"{model}/latest.json", json.dumps({"version": version}).encode())
-    (out / "published.json").write_text(json.dumps({"version": version, "artifacts": uris}, indent=2, sort_keys=True) + "\n")
+    (out / "published.json").write_text(
+        json.dumps({"version": version, "artifacts": uris}, indent=2, sort_keys=True) + "\n"
+    )
     return {"version": version, "published": passed}
 
 

@@ -85,7 +85,9 @@ def check_image_eval_data(labels: list[int], pixel_mean: float, name: str = "ima
     )
 
 
-def check_metrics(rows: list[dict[str, Any]], quality_columns: list[str], name: str = "metrics-table") -> dict[str, Any]:
+def check_metrics(
+    rows: list[dict[str, Any]], quality_columns: list[str], name: str = "metrics-table"
+) -> dict[str, Any]:
     """The metrics table: one row per artifact, no NaN/Inf, positive sizes, bounded quality."""
     import great_expectations as gx
 

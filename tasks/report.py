@@ -12,7 +12,10 @@ from tasks.validate import QUALITY
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
-    rows = {r["artifact"]: r for r in json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())["rows"]}
+    rows = {
+        r["artifact"]: r
+        for r in json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())["rows"]
+    }
     bench = json.loads((project.stage_dir(model, "benchmark") / "bench.json").read_text())
     published = json.loads((project.stage_dir(model, "publish") / "published.json").read_text())
     first = str(bench["settings"]["batch_sizes"][0])
@@ -56,15 +59,28 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the per-model summary table printed at the end of a run."""
     metrics = json.loads((project.stage_dir(model, "report") / "metrics.json").read_text())
     quality = QUALITY[project.kind(model)]
-    header = ["artifact", "bytes", "x smaller", *quality, "p50 ms", "speed-up", "published"]
+    header = [
+        "artifact",
+        "bytes",
+        "x smaller",
+        "entropy bound",
+        "bytes/bound",
+        *quality,
+        "p50 ms",
+        "speed-up",
+        "published",
+    ]
     body = []
-    for s, m in metrics.items():
+    for s in ARTIFACT_STAGES:
+        m = metrics[s]
         uri = m["uri"] or ("reference" if s == "baseline" else "not published (failed tolerance)")
         body.append(
             [
                 "fp32" if s == "baseline" else s,
                 f"{m['size_bytes']:,}",
                 f"{m['ratio_vs_fp32']:.2f}",
+                f"{m['entropy_bound_bytes']:,}",
+                f"{m['size_bytes'] / m['entropy_bound_bytes']:.2f}",
                 *(f"{m[q]:.4f}" for q in quality),
                 f"{m['p50_ms']:.2f}",
                 f"{m['speedup_vs_fp32']:.2f}",

@@ -83,7 +83,14 @@ def explain(e: Exception, settings: S3Settings, bucket: str = "", key: str = "")
         return S3Error(f"S3 endpoint {settings.endpoint_url} is unreachable ({type(e).__name__})")
     if isinstance(e, ClientError):
         code = e.response.get("Error", {}).get("Code", "")
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken", "403"):
+        if code in (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+            "InvalidToken",
+            "ExpiredToken",
+            "403",
+        ):
             return S3Error(f"S3 at {settings.endpoint_url} rejected the credentials ({code}) for {where}")
         if code in ("NoSuchBucket",):
             return S3Error(f"S3 bucket {bucket!r} does not exist at {settings.endpoint_url}")

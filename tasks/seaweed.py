@@ -23,7 +23,7 @@ log = logging.getLogger("pipeline")
 
 # Documented defaults for the embedded server only; real S3 takes the AWS credential chain.
 DEFAULT_ACCESS_KEY = "compress-local"
-DEFAULT_SECRET_KEY = "compress-local-secret"  # noqa: S105 - a local dev default, documented in README
+DEFAULT_SECRET_KEY = "compress-local-secret"
 
 
 def free_port() -> int:
@@ -95,7 +95,9 @@ class SeaweedServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"SeaweedFS exited with code {self.proc.returncode}; see {self.data_dir / 'weed.log'}")
+                raise RuntimeError(
+                    f"SeaweedFS exited with code {self.proc.returncode}; see {self.data_dir / 'weed.log'}"
+                )
             if port_open("127.0.0.1", self.s3_port) and self._answers():
                 log.info("embedded S3 (SeaweedFS) listening on %s", self.endpoint_url)
                 return self

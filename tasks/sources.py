@@ -35,5 +35,7 @@ def local_folder(uri: str) -> Path:
 def files_of(folder: Path) -> list[Path]:
     """Files below ``folder`` worth shipping (hidden files such as .gitattributes skipped)."""
     return sorted(
-        p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )

@@ -89,7 +89,9 @@ class Stage:
         hashes = {}
         for label, path in self.inputs(project, model).items():
             if not path.exists():
-                raise FileNotFoundError(f"stage {self.name} of {model}: input {label} missing at {path}; run the upstream stage first")
+                raise FileNotFoundError(
+                    f"stage {self.name} of {model}: input {label} missing at {path}; run the upstream stage first"
+                )
             hashes[label] = sha256_tree(path)
         material = {
             "stage": self.name,

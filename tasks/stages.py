@@ -12,5 +12,6 @@ from tasks.stage import Stage
 from tasks.validate import VALIDATE
 
 STAGES: dict[str, Stage] = {
-    s.name: s for s in (ZOO, FETCH, BASELINE, SCORE, PRUNE, QUANTIZE, FACTORIZE, DISTILL, VALIDATE, BENCHMARK, PUBLISH, REPORT)
+    s.name: s
+    for s in (ZOO, FETCH, BASELINE, SCORE, PRUNE, QUANTIZE, FACTORIZE, DISTILL, VALIDATE, BENCHMARK, PUBLISH, REPORT)
 }

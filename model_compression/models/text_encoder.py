@@ -67,10 +67,12 @@ def layer_drop_student(teacher: SentenceEncoder, keep: list[int]) -> SentenceEnc
         teacher: the fp32 encoder (not modified).
         keep: indices of the teacher's transformer layers to copy, in order.
     """
-    layers = teacher.encoder.encoder.layer
+    inner_teacher: Any = teacher.encoder  # a transformers BertModel; .encoder.layer is a ModuleList
+    layers = inner_teacher.encoder.layer
     if not keep or any(not 0 <= i < len(layers) for i in keep):
         raise ValueError(f"distill layers {keep} must be indices in [0, {len(layers)})")
     student = copy.deepcopy(teacher)
-    student.encoder.encoder.layer = nn.ModuleList(copy.deepcopy(layers[i]) for i in keep)
-    student.encoder.config.num_hidden_layers = len(keep)
+    inner: Any = student.encoder
+    inner.encoder.layer = nn.ModuleList(copy.deepcopy(layers[i]) for i in keep)
+    inner.config.num_hidden_layers = len(keep)
     return student

@@ -119,7 +119,7 @@ def quantize(
         extra_options={"CalibTensorRangeSymmetric": False},
         calibration_providers=["CPUExecutionProvider"],
         use_external_data_format=False,
-        )
+    )
     return dst
 
 

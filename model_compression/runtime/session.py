@@ -40,7 +40,7 @@ def check_inputs(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) ->
         raise ValueError(f"model inputs are {sorted(declared)}, eval spec gives {sorted(feeds)}")
     for name, arr in feeds.items():
         shape = declared[name].shape
-        if len(shape) != arr.ndim or any(isinstance(d, int) and d != n for d, n in zip(shape, arr.shape)):
+        if len(shape) != arr.ndim or any(isinstance(d, int) and d != n for d, n in zip(shape, arr.shape, strict=True)):
             raise ValueError(f"input {name!r}: model expects shape {shape}, eval spec gives {list(arr.shape)}")
 
 

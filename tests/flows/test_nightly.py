@@ -29,7 +29,9 @@ def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api,
         published = json.loads((p.stage_dir(model, "publish") / "published.json").read_text())
         version = published["version"]
         assert version and published["artifacts"]
-        manifest = json.loads(client.get_object(Bucket=st.publish_bucket, Key=f"{model}/{version}/manifest.json")["Body"].read())
+        manifest = json.loads(
+            client.get_object(Bucket=st.publish_bucket, Key=f"{model}/{version}/manifest.json")["Body"].read()
+        )
         assert manifest["model"] == model and manifest["version"] == version
         assert manifest["git_sha"] is None or len(manifest["git_sha"]) == 40
         assert manifest["flow_run_id"]

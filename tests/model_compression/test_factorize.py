@@ -46,7 +46,7 @@ def test_rank_larger_than_min_dim_is_rejected():
 
 
 def test_energy_out_of_range_is_rejected():
-    with pytest.raises(ValueError, match="SVDConfig.energy"):
+    with pytest.raises(ValueError, match=r"SVDConfig\.energy"):
         SVDConfig(energy=0.0)
 
 

@@ -20,7 +20,9 @@ def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
 def mlp_onnx(tmp_path: Path) -> Path:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 16))
-    return onnx_export.export(model, {"x": torch.randn(2, 64)}, tmp_path / "mlp.onnx", "y", {"x": {0: "b"}, "y": {0: "b"}})
+    return onnx_export.export(
+        model, {"x": torch.randn(2, 64)}, tmp_path / "mlp.onnx", "y", {"x": {0: "b"}, "y": {0: "b"}}
+    )
 
 
 @pytest.fixture
@@ -29,7 +31,9 @@ def cnn_onnx(tmp_path: Path) -> Path:
 
     torch.manual_seed(0)
     model = FashionCNN(CNNConfig(channels=(4, 8), hidden=16))
-    return onnx_export.export(model, {"image": torch.zeros(2, 1, 28, 28)}, tmp_path / "cnn.onnx", "logits", {"image": {0: "b"}})
+    return onnx_export.export(
+        model, {"image": torch.zeros(2, 1, 28, 28)}, tmp_path / "cnn.onnx", "logits", {"image": {0: "b"}}
+    )
 
 
 def test_dynamic_int8_quantizes_every_matmul(mlp_onnx: Path, tmp_path: Path):
@@ -63,7 +67,7 @@ def test_static_without_calibration_is_an_error(cnn_onnx: Path, tmp_path: Path):
 
 
 def test_unknown_mode_is_rejected():
-    with pytest.raises(ValueError, match="OnnxInt8Config.mode"):
+    with pytest.raises(ValueError, match=r"OnnxInt8Config\.mode"):
         OnnxInt8Config(mode="int3")  # type: ignore[arg-type]
 
 

@@ -34,7 +34,10 @@ def test_cnn_stages_produce_measured_artifacts(tiny_project: Path):
     assert quant["mode"] == "static" and quant["quantized_nodes"] >= 8 and quant["calibration_batches"] == 2
     distill = read_record(p.stage_dir("tiny-cnn", "distill"))["summary"]
     assert distill["parameters"] == 2 * 9 + 2 + 4 * 2 * 9 + 4 + 4 * 49 * 8 + 8 + 8 * 10 + 10  # 1,762
-    rows = {r["artifact"]: r for r in json.loads((p.stage_dir("tiny-cnn", "validate") / "validation.json").read_text())["rows"]}
+    rows = {
+        r["artifact"]: r
+        for r in json.loads((p.stage_dir("tiny-cnn", "validate") / "validation.json").read_text())["rows"]
+    }
     assert rows["baseline"]["agreement_to_fp32"] == 1.0
     assert rows["quantize"]["agreement_to_fp32"] > 0.9
     assert rows["quantize"]["size_bytes"] < rows["baseline"]["size_bytes"]

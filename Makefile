@@ -10,6 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export TQDM_DISABLE := 1
 export PREFECT_LOGGING_EXTRA_LOGGERS := pipeline
+export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW := ignore
 
 .PHONY: setup nightly test lint repro
 

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 
 from tasks import logs
 from tasks import s3 as s3io
-from tasks.prefect_tasks import TASKS
+from tasks.prefect_tasks import TASKS, record_in_dvc
 from tasks.project import Project
 from tasks.report import table
 
@@ -55,6 +55,7 @@ def nightly(models: list[str] | None = None, root: str = ".") -> dict[str, Any]:
         for m in chosen:
             logger.info("compressing %s", m)
             results[m] = compress_model(m, root)
+    record_in_dvc(root)
     return results
 
 

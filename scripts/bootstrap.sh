@@ -10,11 +10,21 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 stamp=".venv/.installed-$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)"
 
+# pip here warns once per package about an unused local index; show its output only on failure.
+pip_install() {
+  local log; log=$(mktemp)
+  if ! .venv/bin/python -m pip install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
+    cat "$log"; rm -f "$log"; return 1
+  fi
+  grep -v "is ignored: it is neither a file nor a directory" "$log" || true
+  rm -f "$log"
+}
+
 if [ ! -f "$stamp" ]; then
   echo "==> creating .venv and installing the pinned stack (about 2-3 minutes)"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+  pip_install torch==2.13.0
+  pip_install -c constraints.txt -e ".[dev]"
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -105,3 +105,35 @@ def test_unknown_model_and_bad_tolerance_are_named(tiny_project: Path):
 def test_missing_upstream_output_is_named(tiny_project: Path):
     with pytest.raises(FileNotFoundError, match="input baseline missing"):
         TASKS["prune"].fn("tiny-cnn", str(tiny_project))
+
+
+def test_tampered_zoo_object_fails_fetch_checksum(tiny_project: Path):
+    TASKS["zoo"].fn("tiny-cnn", str(tiny_project))
+    p = Project.at(tiny_project)
+    st = s3io.S3Settings.from_project(p)
+    bucket, prefix = s3io.parse_uri(p.entry("tiny-cnn")["source"])
+    s3io.put_bytes(s3io.client(st), st, bucket, f"{prefix}/t10k-labels-idx1-ubyte.gz", b"tampered")
+    with pytest.raises(ValueError, match=r"checksum mismatch for s3://.*/t10k-labels-idx1-ubyte.gz"):
+        TASKS["fetch"].fn("tiny-cnn", str(tiny_project))
+    assert not p.stage_dir("tiny-cnn", "fetch").exists()  # nothing half-fetched is left as output
+
+
+def test_truncated_checkpoint_is_a_clear_error(tiny_project: Path):
+    run_until(tiny_project, "tiny-cnn", "baseline")
+    p = Project.at(tiny_project)
+    weights = p.stage_dir("tiny-cnn", "baseline") / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match="corrupt CNN checkpoint"):
+        TASKS["prune"].fn("tiny-cnn", str(tiny_project))
+
+
+def test_nan_weights_are_refused_before_compression(tiny_project: Path):
+    from safetensors.torch import load_file, save_file
+
+    run_until(tiny_project, "tiny-cnn", "baseline")
+    weights = Project.at(tiny_project).stage_dir("tiny-cnn", "baseline") / "model.safetensors"
+    state = load_file(weights)
+    state["classifier.1.weight"][0, 0] = float("nan")
+    save_file(state, weights)
+    with pytest.raises(ValueError, match=r"weight 'classifier.1.weight' .* contains NaN or Inf"):
+        TASKS["prune"].fn("tiny-cnn", str(tiny_project))

@@ -1,0 +1,59 @@
+"""Print the BENCHMARKS.md tables from a finished run's outputs (no numbers typed by hand).
+
+python -m bench.summarize            # after `make nightly`
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from tasks.project import ARTIFACT_STAGES, Project
+from tasks.validate import QUALITY
+
+
+def model_table(project: Project, model: str) -> str:
+    rows = {
+        r["artifact"]: r
+        for r in json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())["rows"]
+    }
+    bench = json.loads((project.stage_dir(model, "benchmark") / "bench.json").read_text())
+    published = json.loads((project.stage_dir(model, "publish") / "published.json").read_text())["artifacts"]
+    quality = QUALITY[project.kind(model)]
+    batches = [str(b) for b in bench["settings"]["batch_sizes"]]
+    head = ["artifact", "ONNX bytes", "× smaller", "entropy bound bytes", "bytes / bound", *quality]
+    head += [f"p50 ms (b={b})" for b in batches] + [f"p95 ms (b={batches[0]})", "speed-up (b=1st)", "published"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in ARTIFACT_STAGES:
+        r, lat = rows[s], bench["results"][s]
+        cells = [
+            "fp32" if s == "baseline" else s,
+            f"{r['size_bytes']:,}",
+            f"{r['ratio_vs_fp32']:.2f}",
+            f"{r['entropy_bound_bytes']:,}",
+            f"{r['size_bytes'] / r['entropy_bound_bytes']:.2f}",
+            *(f"{r[q]:.4f}" for q in quality),
+            *(f"{lat[b]['p50_ms']:.2f}" + (" (noisy)" if lat[b]["noisy"] else "") for b in batches),
+            f"{lat[batches[0]]['p95_ms']:.2f}",
+            f"{bench['speedup_vs_fp32'][s]:.2f}",
+            "reference" if s == "baseline" else ("yes" if s in published else "no: " + "; ".join(r["reasons"])),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    fp = bench["fingerprint"]
+    lines.append("")
+    lines.append(
+        f"Measured on: {fp['cpu']}, {fp['cores']} cores, flags {', '.join(fp['flags'])}, onnxruntime {fp['onnxruntime']}, {bench['settings']['runs']} runs after {bench['settings']['warmup']} warm-up, threads={project.threads}."
+    )
+    return "\n".join(lines)
+
+
+def main(root: str = ".") -> None:
+    project = Project.at(root)
+    for model in project.catalogue():
+        print(f"### {model}\n")
+        print(model_table(project, model))
+        print()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

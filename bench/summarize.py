@@ -41,8 +41,11 @@ def model_table(project: Project, model: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     fp = bench["fingerprint"]
     lines.append("")
+    settings = bench["settings"]
     lines.append(
-        f"Measured on: {fp['cpu']}, {fp['cores']} cores, flags {', '.join(fp['flags'])}, onnxruntime {fp['onnxruntime']}, {bench['settings']['runs']} runs after {bench['settings']['warmup']} warm-up, threads={project.threads}."
+        f"Measured on: {fp['cpu']}, {fp['cores']} cores, flags {', '.join(fp['flags'])}, "
+        f"onnxruntime {fp['onnxruntime']}; {settings['runs']} timed runs after {settings['warmup']} warm-up, "
+        f"threads={project.threads}."
     )
     return "\n".join(lines)
 

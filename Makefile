@@ -12,7 +12,7 @@ export TQDM_DISABLE := 1
 export PREFECT_LOGGING_EXTRA_LOGGERS := pipeline
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW := ignore
 
-.PHONY: setup nightly test lint repro
+.PHONY: setup nightly test lint repro push pull
 
 setup:
 	@scripts/bootstrap.sh
@@ -29,5 +29,11 @@ lint: setup
 test: lint  ## lint, type-check, layering contract, then the test suite
 	$(BIN)/python -m pytest
 
-repro: setup  ## the same stages through DVC
-	$(BIN)/dvc repro
+repro: setup  ## the same stages through DVC, with the embedded S3 up for the whole run
+	$(BIN)/python -m tasks.with_s3 -- $(BIN)/dvc repro
+
+push: setup  ## push data versions to the DVC remote on the (embedded) S3
+	$(BIN)/python -m tasks.with_s3 -- $(BIN)/dvc push
+
+pull: setup  ## pull data versions from the DVC remote
+	$(BIN)/python -m tasks.with_s3 -- $(BIN)/dvc pull

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup()
     try:
         STAGES[args.stage].run(args.model, args.root)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # FileNotFoundError is an OSError
         print(f"error: {args.stage} {args.model}: {e}", file=sys.stderr)
         return 1
     return 0

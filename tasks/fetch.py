@@ -50,6 +50,8 @@ def _zoo_body(project: Project, model: str, out: Path) -> dict[str, Any]:
         if seed is None:
             raise FileNotFoundError(f"{uri} has no {MANIFEST} and the catalogue entry gives no 'seed' to fill it from")
         manifest = {p.relative_to(seed).as_posix(): sha256_file(p) for p in files_of(seed)}
+        if not manifest:
+            raise ValueError(f"seed {seed} for {model!r} holds no files: refusing to publish an empty zoo entry")
         for rel in manifest:
             s3io.upload_file(s3, settings, seed / rel, bucket, f"{prefix}/{rel}")
         # The manifest goes last: a zoo entry without one is incomplete and never fetched.

@@ -1,10 +1,17 @@
-"""Stage ``publish``: upload passing artifacts and their manifest to S3 under a versioned key.
+"""Stage ``publish``: upload passing artifacts, their manifest and model card to S3.
 
-Layout: ``s3://<publish_bucket>/<model>/<version>/<artifact>/model.onnx``, then
-``<model>/<version>/manifest.json`` (written last: a version without a manifest is
-incomplete), then the ``<model>/latest.json`` pointer. ``version`` is derived from the
-artifacts' sha256 and the model's params, not from a clock: republishing the same content
-is a no-op, and different content under an existing version is an error.
+Layout, under ``s3://<publish_bucket>/``::
+
+    <model>/<version>/<pool>/<artifact>/model.onnx   uploaded first, each read back and sha256-checked
+    <model>/<version>/<pool>/README.md               the model card
+    <model>/<version>/<pool>/manifest.json           written last, only if absent (If-None-Match)
+    <model>/<pool>/latest.json                       moved only after the manifest exists
+
+``version`` is derived from the artifacts' sha256, the fp32 input and the model's params,
+never from a clock. A version without a manifest is incomplete and never referenced, so a
+run killed at any point leaves ``latest`` on the previous complete version. Republishing
+identical content is a no-op; a manifest with other content under the same version is an
+error, never overwritten.
 """
 
 from __future__ import annotations
@@ -12,16 +19,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from model_compression.hashing import sha256_file, sha256_json
+from model_compression.datasets.text import gensim_datapath
+from model_compression.hashing import sha256_file, sha256_json, sha256_tree
+from tasks import model_card
 from tasks import s3 as s3io
 from tasks.project import ARTIFACT_STAGES, Project
 from tasks.stage import Stage, library_versions
 
 log = logging.getLogger("pipeline")
+MANIFEST = "manifest.json"
+TEXT_DATA = ("lee.cor", "similarities0-1.txt", "pang_lee_polarity.cor", "lee_background.cor")
+
+
+class PublishConflict(ValueError):
+    """A version already published holds different content."""
+
+
+def pool(project: Project) -> str:
+    name = str(project.params.get("pool", "local"))
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+        raise ValueError(f"params.yaml pool must be lower-case letters, digits and dashes, got {name!r}")
+    return name
 
 
 def git_sha(root: Path) -> str | None:
@@ -41,80 +64,129 @@ def flow_run_id() -> str | None:
         return None
 
 
-def _rows(project: Project, model: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())[
-        "rows"
-    ]
-    return rows
+def lineage(project: Project, model: str) -> dict[str, Any]:
+    """Where the artifacts came from: code, pipeline lock, input model and data hashes."""
+    lock = project.root / "dvc.lock"
+    if project.kind(model) == "text-encoder":
+        data = {name: sha256_file(gensim_datapath(name)) for name in TEXT_DATA}
+    else:
+        data = {"fashion-mnist": sha256_tree(project.stage_dir(model, "fetch"))}
+    return {
+        "git_sha": git_sha(project.root),
+        "dvc_lock_sha256": sha256_file(lock) if lock.is_file() else None,
+        "input_model_sha256": sha256_tree(
+            project.stage_dir(model, "fetch" if project.kind(model) == "text-encoder" else "baseline")
+        ),
+        "data_sha256": data,
+        "flow_run_id": flow_run_id(),
+    }
+
+
+def _load(project: Project, model: str, stage: str, name: str) -> Any:
+    return json.loads((project.stage_dir(model, stage) / name).read_text())
+
+
+def _same_content(existing: bytes, hashes: dict[str, str], where: str) -> None:
+    old = {k: v["sha256"] for k, v in json.loads(existing)["artifacts"].items()}
+    if old != hashes:
+        raise PublishConflict(f"{where} already holds different content; refusing to overwrite a published version")
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
-    rows = {r["artifact"]: r for r in _rows(project, model)}
-    bench = json.loads((project.stage_dir(model, "benchmark") / "bench.json").read_text())
+    rows = {r["artifact"]: r for r in _load(project, model, "validate", "validation.json")["rows"]}
+    bench = _load(project, model, "benchmark", "bench.json")
     passed = [s for s in ARTIFACT_STAGES[1:] if rows[s]["passed"]]
     if not passed:
         log.warning("%s: no artifact passed validation; nothing published", model)
         (out / "published.json").write_text(json.dumps({"version": None, "artifacts": {}}, indent=2) + "\n")
         return {"version": None, "published": []}
     hashes = {s: sha256_file(project.artifact(model, s)) for s in passed}
-    version = sha256_json({"model": model, "artifacts": hashes, "params": project.entry(model)})[:16]
+    base_sha = sha256_file(project.artifact(model, "baseline"))
+    version = sha256_json({"model": model, "artifacts": hashes, "baseline": base_sha, "params": project.entry(model)})[
+        :16
+    ]
+    where = pool(project)
     with s3io.available(project) as (s3, settings):
         bucket = settings.publish_bucket
-        prefix = f"{model}/{version}"
+        prefix = f"{model}/{version}/{where}"
         uris = {s: f"s3://{bucket}/{prefix}/{s}/model.onnx" for s in passed}
-        existing = s3io.get_bytes(s3, settings, bucket, f"{prefix}/manifest.json")
+        existing = s3io.get_bytes(s3, settings, bucket, f"{prefix}/{MANIFEST}")
         if existing is not None:
-            old = json.loads(existing)
-            if {k: v["sha256"] for k, v in old["artifacts"].items()} != hashes:
-                raise ValueError(
-                    f"s3://{bucket}/{prefix} already holds different content; refusing to overwrite a published version"
-                )
+            _same_content(existing, hashes, f"s3://{bucket}/{prefix}")
             log.info("%s version %s already published with the same content", model, version)
         else:
             for s in passed:
-                key = f"{prefix}/{s}/model.onnx"
-                s3io.upload_file(s3, settings, project.artifact(model, s), bucket, key)
-                back = s3io.get_bytes(s3, settings, bucket, key)
-                if back is None or hashlib.sha256(back).hexdigest() != hashes[s]:
-                    raise ValueError(f"read-back sha256 of s3://{bucket}/{key} does not match the artifact")
-            fp32 = rows["baseline"]
+                _upload_verified(
+                    s3, settings, project.artifact(model, s), bucket, f"{prefix}/{s}/model.onnx", hashes[s]
+                )
             manifest = {
                 "model": model,
                 "version": version,
-                "git_sha": git_sha(project.root),
-                "flow_run_id": flow_run_id(),
+                "pool": where,
                 "params": project.entry(model),
                 "seed": project.seed,
                 "threads": project.threads,
                 "versions": library_versions(),
+                "lineage": lineage(project, model),
                 "fingerprint": bench["fingerprint"],
                 "baseline": {
-                    "size_bytes": fp32["size_bytes"],
-                    "sha256": sha256_file(project.artifact(model, "baseline")),
+                    "size_bytes": rows["baseline"]["size_bytes"],
+                    "sha256": base_sha,
+                    **_quality(rows["baseline"]),
                 },
                 "artifacts": {
-                    s: {
-                        "uri": uris[s],
-                        "sha256": hashes[s],
-                        "metrics": rows[s],
-                        "latency": bench["results"][s],
-                    }
+                    s: {"uri": uris[s], "sha256": hashes[s], "metrics": rows[s], "latency": bench["results"][s]}
                     for s in passed
                 },
             }
-            s3io.put_bytes(
-                s3,
-                settings,
-                bucket,
-                f"{prefix}/manifest.json",
-                json.dumps(manifest, indent=2, sort_keys=True, default=str).encode(),
-            )
-            log.info("%s: published version %s (%d artifacts)", model, version, len(passed))
-        s3io.put_bytes(s3, settings, bucket, f"{model}/latest.json", json.dumps({"version": version}).encode())
+            s3io.put_bytes(s3, settings, bucket, f"{prefix}/README.md", model_card.render(manifest).encode())
+            body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+            if s3io.put_if_absent(s3, settings, bucket, f"{prefix}/{MANIFEST}", body):
+                log.info("%s: published version %s for pool %s (%d artifacts)", model, version, where, len(passed))
+            else:  # a concurrent run wrote this version's manifest first
+                _same_content(s3io.get_bytes(s3, settings, bucket, f"{prefix}/{MANIFEST}") or b"{}", hashes, prefix)
+                log.info("%s version %s was published concurrently with the same content", model, version)
+        pointer = {"version": version, "manifest": f"{prefix}/{MANIFEST}"}
+        s3io.put_bytes(s3, settings, bucket, f"{model}/{where}/latest.json", json.dumps(pointer).encode())
     (out / "published.json").write_text(
-        json.dumps({"version": version, "artifacts": uris}, indent=2, sort_keys=True) + "\n"
+        json.dumps({"version": version, "pool": where, "artifacts": uris}, indent=2, sort_keys=True) + "\n"
     )
     return {"version": version, "published": passed}
+
+
+def _quality(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if isinstance(v, float) and not k.endswith("_drop")}
+
+
+def _upload_verified(s3: Any, settings: s3io.S3Settings, path: Path, bucket: str, key: str, sha: str) -> None:
+    s3io.upload_file(s3, settings, path, bucket, key)
+    back = s3io.get_bytes(s3, settings, bucket, key)
+    if back is None or hashlib.sha256(back).hexdigest() != sha:
+        raise ValueError(f"read-back sha256 of s3://{bucket}/{key} does not match the artifact {sha[:12]}")
+
+
+def fetch_published(project: Project, model: str, dest: Path, version: str = "latest") -> dict[str, Any]:
+    """Download a published version (default: the pool's latest) into ``dest``, verifying
+    every artifact against the manifest's sha256. Returns the manifest."""
+    where = pool(project)
+    with s3io.available(project) as (s3, settings):
+        bucket = settings.publish_bucket
+        if version == "latest":
+            raw = s3io.get_bytes(s3, settings, bucket, f"{model}/{where}/latest.json")
+            if raw is None:
+                raise FileNotFoundError(f"nothing published for {model!r} on pool {where!r}")
+            version = json.loads(raw)["version"]
+        raw = s3io.get_bytes(s3, settings, bucket, f"{model}/{version}/{where}/{MANIFEST}")
+        if raw is None:
+            raise FileNotFoundError(f"version {version} of {model!r} has no manifest: it is not a complete publish")
+        manifest: dict[str, Any] = json.loads(raw)
+        for name, art in manifest["artifacts"].items():
+            target = dest / name / "model.onnx"
+            s3io.download_file(s3, settings, bucket, f"{model}/{version}/{where}/{name}/model.onnx", target)
+            if sha256_file(target) != art["sha256"]:
+                target.unlink()
+                raise ValueError(f"sha256 of {model}/{version}/{name} does not match its manifest")
+    return manifest
 
 
 def _inputs(p: Project, m: str) -> dict[str, Path]:
@@ -125,9 +197,9 @@ def _inputs(p: Project, m: str) -> dict[str, Path]:
 
 PUBLISH = Stage(
     name="publish",
-    version=1,
+    version=2,
     inputs=_inputs,
-    params=lambda p, m: {"model": p.entry(m), "s3": p.params.get("s3")},
+    params=lambda p, m: {"model": p.entry(m), "s3": p.params.get("s3"), "pool": pool(p)},
     body=_body,
 )
 

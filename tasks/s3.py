@@ -38,6 +38,7 @@ class S3Settings:
     region: str
     zoo_bucket: str
     publish_bucket: str
+    dvc_bucket: str = "dvc-store"
 
     @classmethod
     def from_project(cls, project: Project) -> S3Settings:
@@ -47,7 +48,12 @@ class S3Settings:
             region=os.environ.get("AWS_DEFAULT_REGION") or s3.get("region", "us-east-1"),
             zoo_bucket=s3.get("zoo_bucket", "model-zoo"),
             publish_bucket=s3.get("publish_bucket", "compressed-models"),
+            dvc_bucket=s3.get("dvc_bucket", "dvc-store"),
         )
+
+    @property
+    def buckets(self) -> list[str]:
+        return [self.zoo_bucket, self.publish_bucket, self.dvc_bucket]
 
     @property
     def embedded(self) -> bool:
@@ -125,12 +131,12 @@ def available(project: Project) -> Iterator[tuple[Any, S3Settings]]:
     if settings.embedded and not seaweed.port_open(host, port):
         with seaweed.serve(project.data / ".s3", port):
             s3 = client(settings)
-            ensure_buckets(s3, settings, [settings.zoo_bucket, settings.publish_bucket])
+            ensure_buckets(s3, settings, settings.buckets)
             yield s3, settings
         return
     s3 = client(settings)
     if settings.embedded:
-        ensure_buckets(s3, settings, [settings.zoo_bucket, settings.publish_bucket])
+        ensure_buckets(s3, settings, settings.buckets)
     yield s3, settings
 
 
@@ -177,4 +183,21 @@ def put_bytes(s3: Any, settings: S3Settings, bucket: str, key: str, data: bytes,
     try:
         s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
     except (BotoCoreError, ClientError) as e:
+        raise explain(e, settings, bucket, key) from e
+
+
+def put_if_absent(s3: Any, settings: S3Settings, bucket: str, key: str, data: bytes) -> bool:
+    """Create the object only if no object has the key (S3 conditional write, If-None-Match: *).
+
+    Returns False when another writer got there first; two concurrent publishers of one
+    version therefore cannot both write its manifest.
+    """
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        return True
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            return False
+        raise explain(e, settings, bucket, key) from e
+    except BotoCoreError as e:
         raise explain(e, settings, bucket, key) from e

@@ -9,6 +9,7 @@ a half-written output behind.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import platform
@@ -65,6 +66,10 @@ def write_json(path: Path, value: Any) -> None:
 
 
 Body = Callable[[Project, str, Path], dict[str, Any]]
+
+
+class DiskFullError(OSError):
+    """The output folder's file system ran out of space."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,19 @@ class Stage:
         tmp.mkdir(parents=True)
         t0 = time.perf_counter()
         log.info("%s/%s: running", model, self.name)
-        summary = self.body(project, model, tmp)
+        try:
+            summary = self.body(project, model, tmp)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if e.errno == errno.ENOSPC:
+                raise DiskFullError(
+                    errno.ENOSPC,
+                    f"disk full while writing {out}: no space left on device; the previous output is untouched",
+                ) from e
+            raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written output behind
+            raise
         record = {
             "stage": self.name,
             "version": self.version,

@@ -84,12 +84,14 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
     return {
         "seed": 0,
         "threads": 1,
+        "pool": "local",
         "catalogue": ["tiny-text", "tiny-cnn"],
         "s3": {
             "endpoint_url": endpoint,
             "region": "us-east-1",
             "zoo_bucket": f"{prefix}-zoo",
             "publish_bucket": f"{prefix}-published",
+            "dvc_bucket": f"{prefix}-dvc",
         },
         "models": {
             "tiny-text": {

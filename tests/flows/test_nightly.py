@@ -30,19 +30,24 @@ def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api,
         version = published["version"]
         assert version and published["artifacts"]
         manifest = json.loads(
-            client.get_object(Bucket=st.publish_bucket, Key=f"{model}/{version}/manifest.json")["Body"].read()
+            client.get_object(Bucket=st.publish_bucket, Key=f"{model}/{version}/local/manifest.json")["Body"].read()
         )
         assert manifest["model"] == model and manifest["version"] == version
-        assert manifest["git_sha"] is None or len(manifest["git_sha"]) == 40
-        assert manifest["flow_run_id"]
+        lineage = manifest["lineage"]
+        assert lineage["git_sha"] is None or len(lineage["git_sha"]) == 40
+        assert lineage["flow_run_id"] and len(lineage["input_model_sha256"]) == 64 and lineage["data_sha256"]
         assert {"torch", "onnxruntime", "prefect"} <= set(manifest["versions"])
         for stage, art in manifest["artifacts"].items():
-            key = f"{model}/{version}/{stage}/model.onnx"
+            key = f"{model}/{version}/local/{stage}/model.onnx"
             body = client.get_object(Bucket=st.publish_bucket, Key=key)["Body"].read()
             assert hashlib.sha256(body).hexdigest() == art["sha256"]
             assert art["sha256"] == hashlib.sha256(p.artifact(model, stage).read_bytes()).hexdigest()
-        latest = json.loads(client.get_object(Bucket=st.publish_bucket, Key=f"{model}/latest.json")["Body"].read())
-        assert latest == {"version": version}
+        latest = json.loads(
+            client.get_object(Bucket=st.publish_bucket, Key=f"{model}/local/latest.json")["Body"].read()
+        )
+        assert latest == {"version": version, "manifest": f"{model}/{version}/local/manifest.json"}
+        card = client.get_object(Bucket=st.publish_bucket, Key=f"{model}/{version}/local/README.md")["Body"].read()
+        assert f"version `{version}`" in card.decode() and "dvc repro" in card.decode()
         assert "secret" not in json.dumps(manifest).lower()
 
     records = {m: json.loads((p.stage_dir(m, "report") / "record.json").read_text()) for m in result}

@@ -1,0 +1,44 @@
+"""The model card (README.md) published beside each manifest, generated from the manifest alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render(manifest: dict[str, Any]) -> str:
+    m = manifest
+    base = m["baseline"]
+    lines = [
+        f"# {m['model']} — compressed, version `{m['version']}` (pool `{m['pool']}`)",
+        "",
+        f"Built from git `{m['lineage']['git_sha'] or 'unknown'}` with seed {m['seed']} and {m['threads']} threads; "
+        f"fp32 reference `{base['sha256'][:12]}` ({base['size_bytes']:,} bytes).",
+        "",
+        "| artifact | bytes | × smaller | quality vs fp32 | p50 ms | sha256 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, art in m["artifacts"].items():
+        metrics = art["metrics"]
+        drops = ", ".join(f"{k[: -len('_drop')]} {-v:+.4f}" for k, v in metrics.items() if k.endswith("_drop"))
+        first = next(iter(art["latency"].values()))
+        lines.append(
+            f"| {name} | {metrics['size_bytes']:,} | {metrics['ratio_vs_fp32']:.2f} | {drops or 'n/a'} | "
+            f"{first['p50_ms']:.2f} | `{art['sha256'][:16]}` |"
+        )
+    fp = m["fingerprint"]
+    lines += [
+        "",
+        f"Latency measured on {fp['cpu']} ({fp['cores']} cores, {', '.join(fp['flags'])}), "
+        f"onnxruntime {fp['onnxruntime']}.",
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        f"git checkout {m['lineage']['git_sha'] or '<git sha>'}",
+        "make setup && dvc repro   # rebuilds every artifact; compare sha256 with the table above",
+        "```",
+        "",
+        f"Library versions: {', '.join(f'{k} {v}' for k, v in sorted(m['versions'].items()))}.",
+        "",
+    ]
+    return "\n".join(lines)

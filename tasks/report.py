@@ -34,12 +34,19 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
             "uri": published["artifacts"].get(s, ""),
         }
     write_json(out / "metrics.json", metrics)
+    # One point per candidate for `dvc plots`: size against quality, the primary metric.
+    primary = QUALITY[project.kind(model)][0]
+    points = [
+        {"artifact": s, "size_bytes": m["size_bytes"], "quality": m[primary], "p50_ms": m["p50_ms"]}
+        for s, m in metrics.items()
+    ]
+    (out / "candidates.json").write_text(json.dumps(points, indent=2) + "\n")
     return {"version": published["version"]}
 
 
 REPORT = Stage(
     name="report",
-    version=1,
+    version=2,
     inputs=lambda p, m: {
         "validation": p.stage_dir(m, "validate") / "validation.json",
         "bench": p.stage_dir(m, "benchmark") / "bench.json",

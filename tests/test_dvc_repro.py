@@ -83,3 +83,12 @@ def test_dvc_repro_matches_the_prefect_tasks(tmp_path: Path, s3_server, tiny_ber
     sh(clone, "dvc", "repro", "-f", "-s", *compute)  # rebuild every artifact from the pulled inputs
     for (m, s), digest in sha.items():
         assert sha256_file(clone / "data" / m / s / "model.onnx") == digest, f"dvc repro -f rebuilt another {m}/{s}"
+
+    # A parameter sweep point as a DVC experiment, compared with metrics and plots diff.
+    sh(clone, "dvc", "exp", "run", "-q", "-S", "models.tiny-cnn.prune.sparsity=0.2", "report@tiny-cnn")
+    diff = json.loads(sh(clone, "dvc", "metrics", "diff", "--json"))
+    changed = diff["data/tiny-cnn/report/metrics.json"]
+    assert "prune.entropy_bound_bytes" in changed
+    assert changed["prune.entropy_bound_bytes"]["new"] > changed["prune.entropy_bound_bytes"]["old"]
+    sh(clone, "dvc", "plots", "diff", "-o", str(tmp_path / "plots"))
+    assert "tiny-cnn/report/candidates.json" in (tmp_path / "plots" / "index.html").read_text()

@@ -8,24 +8,34 @@ logged or written to a record.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from tasks import seaweed
 from tasks.project import Project
 
 log = logging.getLogger("pipeline")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+T = TypeVar("T")
 
 
 class S3Error(RuntimeError):
@@ -39,6 +49,7 @@ class S3Settings:
     zoo_bucket: str
     publish_bucket: str
     dvc_bucket: str = "dvc-store"
+    retry_budget_s: float = 30.0  # how long connection failures are retried before giving up
 
     @classmethod
     def from_project(cls, project: Project) -> S3Settings:
@@ -64,10 +75,12 @@ class S3Settings:
 def client(settings: S3Settings) -> Any:
     """A boto3 S3 client; botocore retries transient errors with exponential backoff."""
     kwargs: dict[str, Any] = {}
-    if settings.embedded and not os.environ.get("AWS_ACCESS_KEY_ID"):
+    if os.environ.get("S3_CREDENTIALS_BLOCK"):
+        kwargs = credentials_from_block(os.environ["S3_CREDENTIALS_BLOCK"])
+    elif settings.embedded and not os.environ.get("AWS_ACCESS_KEY_ID"):
         kwargs = {"aws_access_key_id": seaweed.DEFAULT_ACCESS_KEY, "aws_secret_access_key": seaweed.DEFAULT_SECRET_KEY}
     config = Config(
-        retries={"mode": "standard", "max_attempts": 4},
+        retries={"mode": "standard", "max_attempts": 2},  # connection retries: see _call
         connect_timeout=3,
         read_timeout=60,
         s3={"addressing_style": "path"},
@@ -80,6 +93,21 @@ def client(settings: S3Settings) -> Any:
     return session.client(
         "s3", endpoint_url=settings.endpoint_url or None, region_name=settings.region, config=config, **kwargs
     )
+
+
+def credentials_from_block(name: str) -> dict[str, str]:
+    """Keys from a Prefect ``Secret`` block holding JSON ``{"aws_access_key_id": ...,
+    "aws_secret_access_key": ...}``: how a deployment gets credentials without env vars."""
+    from prefect.blocks.system import Secret
+
+    try:
+        value = Secret.load(name).get()
+    except ValueError as e:
+        raise S3Error(f"Prefect Secret block {name!r} (from S3_CREDENTIALS_BLOCK) not found") from e
+    data = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(data, dict) or not {"aws_access_key_id", "aws_secret_access_key"} <= set(data):
+        raise S3Error(f"Prefect Secret block {name!r} must hold aws_access_key_id and aws_secret_access_key")
+    return {"aws_access_key_id": data["aws_access_key_id"], "aws_secret_access_key": data["aws_secret_access_key"]}
 
 
 def explain(e: Exception, settings: S3Settings, bucket: str = "", key: str = "") -> S3Error:
@@ -148,42 +176,61 @@ def parse_uri(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.strip("/")
 
 
+CONNECTION_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+
+
+def _call(settings: S3Settings, bucket: str, key: str, op: Callable[[], T]) -> T:
+    """Run one S3 operation, retrying connection failures with exponential backoff (0.5 s,
+    doubling, at most 8 s apart) for up to ``settings.retry_budget_s`` seconds: a server that
+    restarts mid-publish is waited for. Other errors are explained at once."""
+    delay, deadline = 0.5, time.monotonic() + settings.retry_budget_s
+    while True:
+        try:
+            return op()
+        except CONNECTION_ERRORS as e:
+            if time.monotonic() + delay > deadline:
+                raise explain(e, settings, bucket, key) from e
+            log.warning("S3 %s unreachable (%s); retrying in %.1f s", settings.endpoint_url, type(e).__name__, delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 8.0)
+        except boto3.exceptions.S3UploadFailedError as e:
+            cause = e.__cause__ if isinstance(e.__cause__, Exception) else e
+            if isinstance(cause, CONNECTION_ERRORS) and time.monotonic() + delay <= deadline:
+                log.warning("S3 upload to %s interrupted; retrying in %.1f s", settings.endpoint_url, delay)
+                time.sleep(delay)
+                delay = min(2 * delay, 8.0)
+                continue
+            raise explain(cause, settings, bucket, key) from e
+        except (BotoCoreError, ClientError) as e:
+            raise explain(e, settings, bucket, key) from e
+
+
 def upload_file(s3: Any, settings: S3Settings, path: Path, bucket: str, key: str) -> None:
-    try:
-        s3.upload_file(str(path), bucket, key)
-    except (BotoCoreError, ClientError) as e:
-        raise explain(e, settings, bucket, key) from e
-    except boto3.exceptions.S3UploadFailedError as e:
-        cause = e.__cause__ if isinstance(e.__cause__, Exception) else e
-        raise explain(cause, settings, bucket, key) from e
+    _call(settings, bucket, key, lambda: s3.upload_file(str(path), bucket, key))
 
 
 def download_file(s3: Any, settings: S3Settings, bucket: str, key: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        s3.download_file(bucket, key, str(path))
-    except (BotoCoreError, ClientError) as e:
-        raise explain(e, settings, bucket, key) from e
+    _call(settings, bucket, key, lambda: s3.download_file(bucket, key, str(path)))
 
 
 def get_bytes(s3: Any, settings: S3Settings, bucket: str, key: str) -> bytes | None:
     """The object's bytes, or None if it does not exist."""
-    try:
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        return body
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise explain(e, settings, bucket, key) from e
-    except BotoCoreError as e:
-        raise explain(e, settings, bucket, key) from e
+
+    def op() -> bytes | None:
+        try:
+            body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return body
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    return _call(settings, bucket, key, op)
 
 
-def put_bytes(s3: Any, settings: S3Settings, bucket: str, key: str, data: bytes, **extra: Any) -> None:
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=data, **extra)
-    except (BotoCoreError, ClientError) as e:
-        raise explain(e, settings, bucket, key) from e
+def put_bytes(s3: Any, settings: S3Settings, bucket: str, key: str, data: bytes) -> None:
+    _call(settings, bucket, key, lambda: s3.put_object(Bucket=bucket, Key=key, Body=data))
 
 
 def put_if_absent(s3: Any, settings: S3Settings, bucket: str, key: str, data: bytes) -> bool:
@@ -192,12 +239,14 @@ def put_if_absent(s3: Any, settings: S3Settings, bucket: str, key: str, data: by
     Returns False when another writer got there first; two concurrent publishers of one
     version therefore cannot both write its manifest.
     """
-    try:
-        s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
-        return True
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-            return False
-        raise explain(e, settings, bucket, key) from e
-    except BotoCoreError as e:
-        raise explain(e, settings, bucket, key) from e
+
+    def op() -> bool:
+        try:
+            s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+
+    return _call(settings, bucket, key, op)

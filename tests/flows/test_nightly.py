@@ -63,3 +63,27 @@ def test_unknown_model_fails_before_any_work(prefect_api, tiny_project: Path):
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         nightly(models=["resnet"], root=str(tiny_project))
     assert not (tiny_project / "data").exists()
+
+
+def test_credentials_from_a_prefect_secret_block(prefect_api, s3_server, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from tests.conftest import ACCESS, SECRET
+
+    st = s3io.S3Settings(s3_server.endpoint_url, "us-east-1", "block-zoo", "block-published", retry_budget_s=1.0)
+    Secret(value=json.dumps({"aws_access_key_id": ACCESS, "aws_secret_access_key": SECRET})).save(
+        "s3-good", overwrite=True
+    )
+    Secret(value=json.dumps({"aws_access_key_id": ACCESS, "aws_secret_access_key": "nope"})).save(
+        "s3-bad", overwrite=True
+    )
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "env-key-that-the-block-overrides")
+    monkeypatch.setenv("S3_CREDENTIALS_BLOCK", "s3-good")
+    s3io.ensure_buckets(s3io.client(st), st, ["block-zoo"])
+    s3io.put_bytes(s3io.client(st), st, "block-zoo", "k", b"via block")
+    monkeypatch.setenv("S3_CREDENTIALS_BLOCK", "s3-bad")
+    with pytest.raises(s3io.S3Error, match="rejected the credentials"):
+        s3io.put_bytes(s3io.client(st), st, "block-zoo", "k", b"x")
+    monkeypatch.setenv("S3_CREDENTIALS_BLOCK", "s3-absent")
+    with pytest.raises(s3io.S3Error, match=r"Secret block 's3-absent' .* not found"):
+        s3io.client(st)

@@ -1,15 +1,26 @@
 """S3 against a real SeaweedFS: round trips and the failures a user meets."""
 
+import hashlib
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from tasks import s3 as s3io
-from tasks.seaweed import free_port
+from tasks.publish import _upload_verified
+from tasks.seaweed import SeaweedServer, free_port
+from tests.conftest import ACCESS, SECRET
 
 
-def settings(endpoint: str, bucket: str = "b") -> s3io.S3Settings:
-    return s3io.S3Settings(endpoint_url=endpoint, region="us-east-1", zoo_bucket=bucket, publish_bucket=bucket)
+def settings(endpoint: str, bucket: str = "b", retry_budget_s: float = 30.0) -> s3io.S3Settings:
+    return s3io.S3Settings(
+        endpoint_url=endpoint,
+        region="us-east-1",
+        zoo_bucket=bucket,
+        publish_bucket=bucket,
+        retry_budget_s=retry_budget_s,
+    )
 
 
 def test_round_trip_and_missing_key(s3_server, tmp_path: Path):
@@ -39,6 +50,29 @@ def test_missing_bucket_is_named(s3_server):
 
 
 def test_unreachable_endpoint_is_named(tmp_path: Path):
-    st = settings(f"http://127.0.0.1:{free_port()}")
+    st = settings(f"http://127.0.0.1:{free_port()}", retry_budget_s=2.0)
     with pytest.raises(s3io.S3Error, match="is unreachable"):
         s3io.put_bytes(s3io.client(st), st, "b", "k", b"data")
+
+
+def test_server_restart_mid_publish_is_retried_then_verified(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    server = SeaweedServer(tmp_path / "s3", free_port(), ACCESS, SECRET).start()
+    try:
+        st = settings(server.endpoint_url, "restart-bucket")
+        client = s3io.client(st)
+        s3io.ensure_buckets(client, st, ["restart-bucket"])
+        blob = tmp_path / "artifact.bin"
+        blob.write_bytes(os.urandom(4 << 20))
+        digest = hashlib.sha256(blob.read_bytes()).hexdigest()
+        server.stop()  # the server goes away as the publish starts ...
+        comeback = threading.Timer(2.0, server.start)  # ... and is back two seconds later
+        comeback.start()
+        _upload_verified(client, st, blob, "restart-bucket", "v1/artifact.bin", digest)
+        comeback.join()
+        assert (
+            hashlib.sha256(s3io.get_bytes(client, st, "restart-bucket", "v1/artifact.bin") or b"").hexdigest() == digest
+        )
+    finally:
+        server.stop()

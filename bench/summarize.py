@@ -9,14 +9,11 @@ import json
 import sys
 
 from tasks.project import ARTIFACT_STAGES, Project
-from tasks.validate import QUALITY
+from tasks.validate import QUALITY, load_rows
 
 
 def model_table(project: Project, model: str) -> str:
-    rows = {
-        r["artifact"]: r
-        for r in json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())["rows"]
-    }
+    rows = load_rows(project, model)
     bench = json.loads((project.stage_dir(model, "benchmark") / "bench.json").read_text())
     published = json.loads((project.stage_dir(model, "publish") / "published.json").read_text())["artifacts"]
     quality = QUALITY[project.kind(model)]

@@ -16,21 +16,7 @@ from tasks import s3 as s3io
 from tasks.prefect_tasks import TASKS, record_in_dvc
 from tasks.project import Project
 from tasks.report import table
-
-ORDER = (
-    "zoo",
-    "fetch",
-    "baseline",
-    "score",
-    "prune",
-    "quantize",
-    "factorize",
-    "distill",
-    "validate",
-    "benchmark",
-    "publish",
-    "report",
-)
+from tasks.stages import ORDER
 
 
 @flow(name="compress-model", log_prints=True)

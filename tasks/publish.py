@@ -30,6 +30,7 @@ from tasks import model_card
 from tasks import s3 as s3io
 from tasks.project import ARTIFACT_STAGES, Project
 from tasks.stage import Stage, library_versions
+from tasks.validate import load_rows
 
 log = logging.getLogger("pipeline")
 MANIFEST = "manifest.json"
@@ -93,7 +94,7 @@ def _same_content(existing: bytes, hashes: dict[str, str], where: str) -> None:
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
-    rows = {r["artifact"]: r for r in _load(project, model, "validate", "validation.json")["rows"]}
+    rows = load_rows(project, model)
     bench = _load(project, model, "benchmark", "bench.json")
     passed = [s for s in ARTIFACT_STAGES[1:] if rows[s]["passed"]]
     if not passed:

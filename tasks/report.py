@@ -8,14 +8,11 @@ from typing import Any
 
 from tasks.project import ARTIFACT_STAGES, Project
 from tasks.stage import Stage, write_json
-from tasks.validate import QUALITY
+from tasks.validate import QUALITY, load_rows
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
-    rows = {
-        r["artifact"]: r
-        for r in json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())["rows"]
-    }
+    rows = load_rows(project, model)
     bench = json.loads((project.stage_dir(model, "benchmark") / "bench.json").read_text())
     published = json.loads((project.stage_dir(model, "publish") / "published.json").read_text())
     first = str(bench["settings"]["batch_sizes"][0])

@@ -15,3 +15,5 @@ STAGES: dict[str, Stage] = {
     s.name: s
     for s in (ZOO, FETCH, BASELINE, SCORE, PRUNE, QUANTIZE, FACTORIZE, DISTILL, VALIDATE, BENCHMARK, PUBLISH, REPORT)
 }
+
+ORDER: tuple[str, ...] = tuple(STAGES)  # run order, one model at a time

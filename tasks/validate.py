@@ -138,8 +138,7 @@ def validate(model: str, root: str = ".") -> dict[str, Any]:
     return VALIDATE.run(model, root)
 
 
-def load_rows(project: Project, model: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())[
-        "rows"
-    ]
-    return rows
+def load_rows(project: Project, model: str) -> dict[str, dict[str, Any]]:
+    """The validated rows of ``model``, by artifact name, in ``ARTIFACT_STAGES`` order."""
+    rows = json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())["rows"]
+    return {r["artifact"]: r for r in rows}

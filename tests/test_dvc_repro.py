@@ -11,22 +11,8 @@ from pathlib import Path
 from model_compression.hashing import sha256_file
 from tasks.prefect_tasks import TASKS
 from tasks.project import ARTIFACT_STAGES
+from tasks.stages import ORDER
 from tests.conftest import make_project, tiny_params
-
-ORDER = (
-    "zoo",
-    "fetch",
-    "baseline",
-    "score",
-    "prune",
-    "quantize",
-    "factorize",
-    "distill",
-    "validate",
-    "benchmark",
-    "publish",
-    "report",
-)
 
 
 def sh(cwd: Path, *args: str) -> str:

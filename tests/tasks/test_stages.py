@@ -11,14 +11,12 @@ from tasks import s3 as s3io
 from tasks.prefect_tasks import TASKS
 from tasks.project import Project
 from tasks.stage import read_record
-
-COMPUTE = ("zoo", "fetch", "baseline", "score", "prune", "quantize", "factorize", "distill")
+from tasks.stages import ORDER
 
 
 def run_until(root: Path, model: str, last: str) -> dict:
-    order = [*COMPUTE, "validate", "benchmark", "publish", "report"]
     rec = {}
-    for name in order[: order.index(last) + 1]:
+    for name in ORDER[: ORDER.index(last) + 1]:
         rec = TASKS[name].fn(model, str(root))
     return rec
 

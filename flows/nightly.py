@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 
 from tasks import logs
 from tasks import s3 as s3io
-from tasks.prefect_tasks import TASKS, record_in_dvc
+from tasks.prefect_tasks import TASKS, record_in_dvc, ui_artifacts
 from tasks.project import Project
 from tasks.report import table
 from tasks.stages import ORDER
@@ -25,6 +25,7 @@ def compress_model(model: str, root: str = ".") -> dict[str, Any]:
     records = {}
     for name in ORDER:
         records[name] = TASKS[name](model, root)
+    ui_artifacts(model, root)
     return records
 
 

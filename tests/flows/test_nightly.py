@@ -50,6 +50,15 @@ def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api,
         assert f"version `{version}`" in card.decode() and "dvc repro" in card.decode()
         assert "secret" not in json.dumps(manifest).lower()
 
+    from prefect.artifacts import Artifact
+
+    summary = Artifact.get("tiny-cnn-summary")
+    assert summary is not None and "| quantize |" in summary.data and "Version `" in summary.data
+    candidates = Artifact.get("tiny-cnn-candidates")
+    assert candidates is not None and "distill" in str(candidates.data)
+    link = Artifact.get("tiny-cnn-quantize-published")
+    assert link is not None and "s3://" in str(link.data)
+
     records = {m: json.loads((p.stage_dir(m, "report") / "record.json").read_text()) for m in result}
     again = nightly(models=None, root=str(tiny_project))
     for m in result:

@@ -1,0 +1,77 @@
+"""Command line: ``python -m flows.cli --help``.
+
+python -m flows.cli plan [MODEL ...]          what a run would do, stage by stage (dry run)
+python -m flows.cli run [MODEL ...]           run the nightly flow for these models
+python -m flows.cli run --dry-run [MODEL ...] the same as plan
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tasks.project import Project
+from tasks.stages import ORDER, STAGES
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly model compression: plan or run.")
+console = Console()
+Models = Annotated[list[str] | None, typer.Argument(help="Catalogue models (default: the whole catalogue).")]
+Root = Annotated[str, typer.Option(help="Project root holding params.yaml and data/.")]
+
+
+def stage_status(project: Project, model: str, name: str) -> str:
+    """'up to date', 'will run' (inputs present, output stale or missing) or 'after upstream'."""
+    stage = STAGES[name]
+    try:
+        if any(not path.exists() for path in stage.inputs(project, model).values()):
+            return "after upstream"
+        return "up to date" if stage.up_to_date(project, model) else "will run"
+    except FileNotFoundError as e:  # e.g. a catalogue seed that is not on this machine
+        return f"blocked: {e}"
+
+
+def show_plan(project: Project, models: list[str]) -> None:
+    for model in models:
+        t = Table(title=f"{model} ({project.kind(model)})")
+        t.add_column("stage")
+        t.add_column("status")
+        for name in ORDER:
+            status = stage_status(project, model, name)
+            t.add_row(name, f"[green]{status}[/]" if status == "up to date" else f"[yellow]{status}[/]")
+        console.print(t)
+
+
+@app.command()
+def plan(models: Models = None, root: Root = ".") -> None:
+    """Print what a run would do for each model and stage, without running anything."""
+    project = Project.at(root)
+    chosen = models or project.catalogue()
+    for m in chosen:
+        project.entry(m)
+    show_plan(project, chosen)
+
+
+@app.command()
+def run(
+    models: Models = None,
+    root: Root = ".",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
+) -> None:
+    """Run the nightly flow (Prefect, ephemeral unless PREFECT_API_URL is set) for MODELS."""
+    if dry_run:
+        plan(models, root)
+        return
+    from flows.nightly import nightly, print_tables
+    from tasks import logs
+
+    logs.setup()
+    project = Project.at(root)
+    nightly(models or None, root)
+    print_tables(project, models or project.catalogue())
+
+
+if __name__ == "__main__":
+    app()

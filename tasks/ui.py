@@ -1,0 +1,33 @@
+"""What a run shows in the Prefect UI: per model, a markdown summary, a table of every
+candidate (size, quality, latency, pass/fail) and links to the published objects."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tasks.project import Project
+from tasks.report import table
+from tasks.validate import load_rows
+
+
+def create_artifacts(model: str, root: str = ".") -> list[str]:
+    """Create the UI artifacts of ``model``'s latest run; returns their keys."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+    project = Project.at(root)
+    header, rows = table(project, model)
+    reasons = {name: row["reasons"] for name, row in load_rows(project, model).items() if row["reasons"]}
+    published: dict[str, Any] = json.loads((project.stage_dir(model, "publish") / "published.json").read_text())
+    lines = [f"## {model}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    if reasons:
+        lines += ["", "**Not published:**", ""] + [f"- {name}: {'; '.join(why)}" for name, why in reasons.items()]
+    lines += ["", f"Version `{published['version']}` on pool `{published.get('pool', '')}`."]
+    keys = [f"{model}-summary", f"{model}-candidates"]
+    create_markdown_artifact("\n".join(lines), key=keys[0], description=f"Nightly compression of {model}")
+    create_table_artifact([dict(zip(header, r, strict=True)) for r in rows], key=keys[1], description="Every candidate")
+    for name, uri in sorted(published["artifacts"].items()):
+        keys.append(f"{model}-{name}-published")
+        create_link_artifact(uri, link_text=f"{model} {name} (version {published['version']})", key=keys[-1])
+    return keys

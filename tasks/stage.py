@@ -49,6 +49,14 @@ def _output_hashes(folder: Path) -> dict[str, str]:
     }
 
 
+def _current(folder: Path, key: str) -> dict[str, Any] | None:
+    """The record in ``folder`` if it was made under ``key`` and every output still hashes as recorded."""
+    rec = read_record(folder)
+    if rec is None or rec.get("key") != key or _output_hashes(folder) != rec.get("outputs"):
+        return None
+    return rec
+
+
 def read_record(folder: Path) -> dict[str, Any] | None:
     path = folder / RECORD
     if not path.is_file():
@@ -110,25 +118,21 @@ class Stage:
     def up_to_date(self, project: Project, model: str) -> dict[str, Any] | None:
         """The record of a current, intact output, or None."""
         out = project.stage_dir(model, self.name)
-        rec = read_record(out)
-        if rec is None:
-            return None
-        key, _ = self.key(project, model)
-        if rec.get("key") != key or _output_hashes(out) != rec.get("outputs"):
-            return None
-        return rec
+        if read_record(out) is None:
+            return None  # nothing to compare: skip hashing the inputs
+        return _current(out, self.key(project, model)[0])
 
     def run(self, model: str, root: str | Path = ".") -> dict[str, Any]:
         """Run the stage for ``model`` in project ``root`` (skipped when up to date)."""
         project = Project.at(root)
         project.entry(model)
-        current = self.up_to_date(project, model)
-        if current is not None:
-            log.info("%s/%s is up to date (key %s)", model, self.name, current["key"][:12])
-            return current
-        key, hashes = self.key(project, model)
-        configure_runtime(project)
         out = project.stage_dir(model, self.name)
+        key, hashes = self.key(project, model)  # inputs are hashed once per run
+        current = _current(out, key)
+        if current is not None:
+            log.info("%s/%s is up to date (key %s)", model, self.name, key[:12])
+            return current
+        configure_runtime(project)
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

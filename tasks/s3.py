@@ -187,22 +187,17 @@ def _call(settings: S3Settings, bucket: str, key: str, op: Callable[[], T]) -> T
     while True:
         try:
             return op()
-        except CONNECTION_ERRORS as e:
-            if time.monotonic() + delay > deadline:
-                raise explain(e, settings, bucket, key) from e
-            log.warning("S3 %s unreachable (%s); retrying in %.1f s", settings.endpoint_url, type(e).__name__, delay)
+        except (BotoCoreError, ClientError, boto3.exceptions.S3UploadFailedError) as e:
+            # s3transfer wraps the real failure of an upload; judge that one.
+            cause = e.__cause__ if isinstance(e, boto3.exceptions.S3UploadFailedError) else e
+            cause = cause if isinstance(cause, Exception) else e
+            if not isinstance(cause, CONNECTION_ERRORS) or time.monotonic() + delay > deadline:
+                raise explain(cause, settings, bucket, key) from e
+            log.warning(
+                "S3 %s unreachable (%s); retrying in %.1f s", settings.endpoint_url, type(cause).__name__, delay
+            )
             time.sleep(delay)
             delay = min(2 * delay, 8.0)
-        except boto3.exceptions.S3UploadFailedError as e:
-            cause = e.__cause__ if isinstance(e.__cause__, Exception) else e
-            if isinstance(cause, CONNECTION_ERRORS) and time.monotonic() + delay <= deadline:
-                log.warning("S3 upload to %s interrupted; retrying in %.1f s", settings.endpoint_url, delay)
-                time.sleep(delay)
-                delay = min(2 * delay, 8.0)
-                continue
-            raise explain(cause, settings, bucket, key) from e
-        except (BotoCoreError, ClientError) as e:
-            raise explain(e, settings, bucket, key) from e
 
 
 def upload_file(s3: Any, settings: S3Settings, path: Path, bucket: str, key: str) -> None:

@@ -5,7 +5,6 @@ python -m bench.summarize            # after `make nightly`
 
 from __future__ import annotations
 
-import json
 import sys
 
 from tasks.project import ARTIFACT_STAGES, Project
@@ -14,8 +13,8 @@ from tasks.validate import QUALITY, load_rows
 
 def model_table(project: Project, model: str) -> str:
     rows = load_rows(project, model)
-    bench = json.loads((project.stage_dir(model, "benchmark") / "bench.json").read_text())
-    published = json.loads((project.stage_dir(model, "publish") / "published.json").read_text())["artifacts"]
+    bench = project.read_output(model, "benchmark", "bench.json")
+    published = project.read_output(model, "publish", "published.json")["artifacts"]
     quality = QUALITY[project.kind(model)]
     batches = [str(b) for b in bench["settings"]["batch_sizes"]]
     head = ["artifact", "ONNX bytes", "× smaller", "entropy bound bytes", "bytes / bound", *quality]

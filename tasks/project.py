@@ -10,6 +10,7 @@ Layout, per catalogue model ``M``::
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -82,6 +83,10 @@ class Project:
 
     def artifact(self, model: str, stage: str) -> Path:
         return self.stage_dir(model, stage) / "model.onnx"
+
+    def read_output(self, model: str, stage: str, name: str) -> Any:
+        """A JSON output of a stage, e.g. ``read_output("minilm", "benchmark", "bench.json")``."""
+        return json.loads((self.stage_dir(model, stage) / name).read_text())
 
 
 def configure_runtime(project: Project) -> None:

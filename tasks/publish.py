@@ -83,10 +83,6 @@ def lineage(project: Project, model: str) -> dict[str, Any]:
     }
 
 
-def _load(project: Project, model: str, stage: str, name: str) -> Any:
-    return json.loads((project.stage_dir(model, stage) / name).read_text())
-
-
 def _same_content(existing: bytes, hashes: dict[str, str], where: str) -> None:
     old = {k: v["sha256"] for k, v in json.loads(existing)["artifacts"].items()}
     if old != hashes:
@@ -95,7 +91,7 @@ def _same_content(existing: bytes, hashes: dict[str, str], where: str) -> None:
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     rows = load_rows(project, model)
-    bench = _load(project, model, "benchmark", "bench.json")
+    bench = project.read_output(model, "benchmark", "bench.json")
     passed = [s for s in ARTIFACT_STAGES[1:] if rows[s]["passed"]]
     if not passed:
         log.warning("%s: no artifact passed validation; nothing published", model)

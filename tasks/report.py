@@ -13,8 +13,8 @@ from tasks.validate import QUALITY, load_rows
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     rows = load_rows(project, model)
-    bench = json.loads((project.stage_dir(model, "benchmark") / "bench.json").read_text())
-    published = json.loads((project.stage_dir(model, "publish") / "published.json").read_text())
+    bench = project.read_output(model, "benchmark", "bench.json")
+    published = project.read_output(model, "publish", "published.json")
     first = str(bench["settings"]["batch_sizes"][0])
     metrics: dict[str, Any] = {}
     for s in ARTIFACT_STAGES:
@@ -61,7 +61,7 @@ def report(model: str, root: str = ".") -> dict[str, Any]:
 
 def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the per-model summary table printed at the end of a run."""
-    metrics = json.loads((project.stage_dir(model, "report") / "metrics.json").read_text())
+    metrics = project.read_output(model, "report", "metrics.json")
     quality = QUALITY[project.kind(model)]
     header = [
         "artifact",

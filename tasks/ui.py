@@ -3,7 +3,6 @@ candidate (size, quality, latency, pass/fail) and links to the published objects
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tasks.project import Project
@@ -18,7 +17,7 @@ def create_artifacts(model: str, root: str = ".") -> list[str]:
     project = Project.at(root)
     header, rows = table(project, model)
     reasons = {name: row["reasons"] for name, row in load_rows(project, model).items() if row["reasons"]}
-    published: dict[str, Any] = json.loads((project.stage_dir(model, "publish") / "published.json").read_text())
+    published: dict[str, Any] = project.read_output(model, "publish", "published.json")
     lines = [f"## {model}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if reasons:

@@ -8,7 +8,6 @@ An artifact that misses a tolerance is marked failed, with the reason, and is no
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -140,5 +139,5 @@ def validate(model: str, root: str = ".") -> dict[str, Any]:
 
 def load_rows(project: Project, model: str) -> dict[str, dict[str, Any]]:
     """The validated rows of ``model``, by artifact name, in ``ARTIFACT_STAGES`` order."""
-    rows = json.loads((project.stage_dir(model, "validate") / "validation.json").read_text())["rows"]
+    rows = project.read_output(model, "validate", "validation.json")["rows"]
     return {r["artifact"]: r for r in rows}

@@ -18,7 +18,8 @@ def model_table(project: Project, model: str) -> str:
     quality = QUALITY[project.kind(model)]
     batches = [str(b) for b in bench["settings"]["batch_sizes"]]
     head = ["artifact", "ONNX bytes", "× smaller", "entropy bound bytes", "bytes / bound", *quality]
-    head += [f"p50 ms (b={b})" for b in batches] + [f"p95 ms (b={batches[0]})", "speed-up (b=1st)", "published"]
+    head += [f"p50 ms (b={b})" for b in batches] + [f"p99 ms (b={batches[0]})"]
+    head += [f"speed-up (b={b})" for b in batches] + ["load ms", "model RSS MiB", "published"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in ARTIFACT_STAGES:
         r, lat = rows[s], bench["results"][s]
@@ -30,9 +31,11 @@ def model_table(project: Project, model: str) -> str:
             f"{r['size_bytes'] / r['entropy_bound_bytes']:.2f}",
             *(f"{r[q]:.4f}" for q in quality),
             *(f"{lat[b]['p50_ms']:.2f}" + (" (noisy)" if lat[b]["noisy"] else "") for b in batches),
-            f"{lat[batches[0]]['p95_ms']:.2f}",
-            f"{bench['speedup_vs_fp32'][s]:.2f}",
-            "reference" if s == "baseline" else ("yes" if s in published else "no: " + "; ".join(r["reasons"])),
+            f"{lat[batches[0]]['p99_ms']:.2f}",
+            *(f"{bench['speedup_vs_fp32'][s][b]:.2f}" for b in batches),
+            f"{lat[batches[0]]['load_ms']:.0f}",
+            f"{lat[batches[0]]['model_rss_mb']:.0f}",
+            "reference" if s == "baseline" else ("yes" if s in published else "no: " + _why_not(r, s, bench)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     fp = bench["fingerprint"]
@@ -44,6 +47,12 @@ def model_table(project: Project, model: str) -> str:
         f"threads={project.threads}."
     )
     return "\n".join(lines)
+
+
+def _why_not(row: dict, name: str, bench: dict) -> str:
+    if name in bench["int8_slower"]:
+        return f"int8 slower than fp32 at batch {bench['serving_batch']}"
+    return "; ".join(row["reasons"])
 
 
 def main(root: str = ".") -> None:

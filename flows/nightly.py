@@ -13,35 +13,41 @@ from prefect import flow, get_run_logger
 
 from tasks import logs
 from tasks import s3 as s3io
-from tasks.prefect_tasks import TASKS, record_in_dvc, ui_artifacts
+from tasks.pools import targets
+from tasks.prefect_tasks import TASKS, record_in_dvc, serve_pool, ui_artifacts
 from tasks.project import Project
 from tasks.report import table
 from tasks.stages import ORDER
 
 
 @flow(name="compress-model", log_prints=True)
-def compress_model(model: str, root: str = ".") -> dict[str, Any]:
-    """All stages for one model, in order; each stage's output feeds the next on disk."""
+def compress_model(model: str, root: str = ".", remote_pools: list[str] | None = None) -> dict[str, Any]:
+    """All stages for one model, in order (each stage's output feeds the next on disk),
+    then every remote pool in ``remote_pools``: benchmarked there, published for it."""
     records = {}
     for name in ORDER:
         records[name] = TASKS[name](model, root)
-    ui_artifacts(model, root)
+    records["pools"] = {p: serve_pool(model, p, root) for p in remote_pools or []}
+    ui_artifacts(model, root, records["pools"])
     return records
 
 
 @flow(name="nightly-compression", log_prints=True)
-def nightly(models: list[str] | None = None, root: str = ".") -> dict[str, Any]:
-    """Compress ``models`` (default: the whole catalogue in params.yaml)."""
+def nightly(models: list[str] | None = None, root: str = ".", pools: list[str] | None = None) -> dict[str, Any]:
+    """Compress ``models`` (default: the whole catalogue in params.yaml) for hardware
+    ``pools`` (default: ``targets`` in params.yaml). This machine's pool is always served
+    by the stages; each other pool is benchmarked on its own workers."""
     project = Project.at(root)
     chosen = models or project.catalogue()
     for m in chosen:
-        project.entry(m)  # unknown models fail before any work starts
+        project.entry(m)  # unknown models and pools fail before any work starts
+    remote = [p.name for p in targets(project, pools) if not p.inline]
     logger = get_run_logger()
     results = {}
     with s3io.available(project):
         for m in chosen:
             logger.info("compressing %s", m)
-            results[m] = compress_model(m, root)
+            results[m] = compress_model(m, root, remote)
     record_in_dvc(root)
     return results
 

@@ -1,8 +1,12 @@
-"""Stage ``benchmark``: onnxruntime latency of every artifact on this machine.
+"""Stage ``benchmark``: onnxruntime latency of every artifact on this machine (the inline pool).
 
-Warm-up, pinned intra-op threads (params ``threads``), spin-waiting off, repeated runs;
-p50/p95/p99, throughput and spread per batch size, plus the hardware fingerprint. The
-speed-up of each artifact is its fp32 p50 over its own p50, measured in the same run.
+The body is ``runtime.compare.benchmark_files``, the same function every remote pool's
+worker runs: each artifact in a fresh process (so peak RSS and load time are its own),
+warm-up, pinned intra-op threads (params ``threads``), spin-waiting off, repeated runs;
+p50/p95/p99, throughput, spread and a noisy flag per batch size, plus the hardware
+fingerprint. Speed-ups are fp32 p50 over the artifact's p50 in the same run; an int8
+artifact slower than fp32 at the serving batch (the first batch size) is listed in
+``int8_slower`` and not published for this pool.
 """
 
 from __future__ import annotations
@@ -11,60 +15,67 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from model_compression.kinds import image_classifier, text_encoder
-from model_compression.runtime.fingerprint import fingerprint
-from model_compression.runtime.session import make_session, measure_latency
+from model_compression.runtime.compare import BenchSettings, benchmark_files
+from tasks.pools import local_pool
 from tasks.project import ARTIFACT_STAGES, Project
 from tasks.stage import Stage, write_json
 
 log = logging.getLogger("pipeline")
-NOISY_SPREAD = 0.5  # (p95 - p50) / p50 above this marks a measurement as noisy
 
 
-def bench_settings(project: Project, model: str) -> dict[str, Any]:
-    b = {"batch_sizes": [1], "seq_len": 128, "warmup": 10, "runs": 50, **(project.entry(model).get("bench") or {})}
-    if not b["batch_sizes"] or min(b["batch_sizes"]) < 1 or b["runs"] < 1 or b["warmup"] < 0 or b["seq_len"] < 1:
-        raise ValueError(f"{model}.bench: batch sizes, runs and seq_len must be >= 1, warmup >= 0; got {b}")
-    return b
+def bench_settings(project: Project, model: str) -> BenchSettings:
+    """The model's ``bench`` section of params, validated, with params ``threads``."""
+    raw = dict(project.entry(model).get("bench") or {})
+    unknown = sorted(set(raw) - {"batch_sizes", "seq_len", "warmup", "runs"})
+    if unknown:
+        raise ValueError(f"{model}.bench: unknown field(s) {unknown}")
+    if "batch_sizes" in raw:
+        raw["batch_sizes"] = tuple(raw["batch_sizes"] or ())
+    try:
+        return BenchSettings(threads=project.threads, **raw)
+    except ValueError as e:
+        raise ValueError(f"{model}.bench: {e}") from e
+
+
+def summarize(model: str, pool: str, bench: dict[str, Any]) -> None:
+    """Log one line per artifact: p50, speed-up, memory, and any flag."""
+    serving = str(bench["serving_batch"])
+    for name, res in bench["results"].items():
+        r = res[serving]
+        flags = [f for f, on in (("noisy", r["noisy"]), ("int8 slower than fp32", name in bench["int8_slower"])) if on]
+        log.info(
+            "%s/%s on %s: p50 %.2f ms at batch %s (%.2fx fp32), load %.0f ms, model RSS %.0f MiB%s",
+            model,
+            name,
+            pool,
+            r["p50_ms"],
+            serving,
+            bench["speedup_vs_fp32"][name][serving],
+            r["load_ms"],
+            r["model_rss_mb"],
+            f" [{', '.join(flags)}]" if flags else "",
+        )
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
-    b = bench_settings(project, model)
-    results: dict[str, dict[str, Any]] = {}
-    for stage in ARTIFACT_STAGES:
-        session = make_session(project.artifact(model, stage), project.threads)
-        per_batch = {}
-        for bs in b["batch_sizes"]:
-            if project.kind(model) == "text-encoder":
-                feeds = text_encoder.bench_feeds(bs, b["seq_len"])
-            else:
-                feeds = image_classifier.bench_feeds(bs)
-            stats = measure_latency(session, feeds, b["warmup"], b["runs"], project.threads).as_dict()
-            stats["noisy"] = stats["spread"] > NOISY_SPREAD
-            per_batch[str(bs)] = stats
-        results[stage] = per_batch
-        log.info(
-            "%s/%s: p50 %.2f ms (batch %s)",
-            model,
-            stage,
-            per_batch[str(b["batch_sizes"][0])]["p50_ms"],
-            b["batch_sizes"][0],
-        )
-    first = str(b["batch_sizes"][0])
-    base_p50 = results["baseline"][first]["p50_ms"]
-    speedup = {s: base_p50 / r[first]["p50_ms"] for s, r in results.items()}
-    write_json(
-        out / "bench.json",
-        {"settings": b, "results": results, "speedup_vs_fp32": speedup, "fingerprint": fingerprint()},
-    )
-    return {"p50_ms": {s: r[first]["p50_ms"] for s, r in results.items()}, "batch_size": int(first)}
+    files = {s: project.artifact(model, s) for s in ARTIFACT_STAGES}
+    bench = benchmark_files(files, bench_settings(project, model))
+    bench["pool"] = local_pool(project).name
+    summarize(model, bench["pool"], bench)
+    write_json(out / "bench.json", bench)
+    serving = str(bench["serving_batch"])
+    return {
+        "p50_ms": {s: r[serving]["p50_ms"] for s, r in bench["results"].items()},
+        "batch_size": bench["serving_batch"],
+        "int8_slower": bench["int8_slower"],
+    }
 
 
 BENCHMARK = Stage(
     name="benchmark",
-    version=1,
+    version=2,
     inputs=lambda p, m: {s: p.artifact(m, s) for s in ARTIFACT_STAGES},
-    params=lambda p, m: {"bench": p.entry(m).get("bench"), "threads": p.threads},
+    params=lambda p, m: {"bench": p.entry(m).get("bench"), "threads": p.threads, "pool": local_pool(p).name},
     body=_body,
 )
 

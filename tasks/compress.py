@@ -20,9 +20,11 @@ from model_compression.prune.magnitude import prune as magnitude_prune
 from model_compression.prune.magnitude import sparsity as achieved_sparsity
 from model_compression.quantize.onnx_int8 import count_quantized_nodes
 from model_compression.quantize.onnx_int8 import quantize as ort_quantize
+from model_compression.quantize.presets import apply_preset
 from model_compression.registry import SETTINGS, from_dict
 from model_compression.score.weights import score as score_weights
 from tasks.baseline import export, load_fp32, n_params
+from tasks.pools import local_pool, resolve_preset
 from tasks.project import Project
 from tasks.stage import Stage, write_json
 
@@ -76,8 +78,9 @@ PRUNE = Stage("prune", 1, _baseline_input, _technique_params("prune"), _prune)
 
 
 # --- quantize ----------------------------------------------------------------------------
-def _quantize(project: Project, model: str, out: Path) -> dict[str, Any]:
-    cfg = project.config(model, "quantize")
+def quantize_to(project: Project, model: str, preset: str, dst: Path) -> dict[str, Any]:
+    """int8 of ``model``'s fp32 ONNX for a hardware ``preset``, written to ``dst``."""
+    cfg = apply_preset(project.config(model, "quantize"), preset)
     base = project.stage_dir(model, "baseline")
     feeds = None
     if cfg.mode == "static":
@@ -86,12 +89,19 @@ def _quantize(project: Project, model: str, out: Path) -> dict[str, Any]:
         else:
             n = int((project.entry(model).get("eval") or {}).get("calibration", 256))
             feeds = image_classifier.calibration_feeds(project.stage_dir(model, "fetch"), n)
-    ort_quantize(base / "model.onnx", out / "model.onnx", cfg, feeds)
+    ort_quantize(base / "model.onnx", dst, cfg, feeds)
     return {
         "mode": cfg.mode,
-        "quantized_nodes": count_quantized_nodes(out / "model.onnx"),
+        "preset": preset,
+        "reduce_range": cfg.reduce_range,
+        "weight_type": cfg.weight_type,
+        "quantized_nodes": count_quantized_nodes(dst),
         "calibration_batches": len(feeds or []),
     }
+
+
+def _quantize(project: Project, model: str, out: Path) -> dict[str, Any]:
+    return quantize_to(project, model, resolve_preset(local_pool(project)), out / "model.onnx")
 
 
 def _quantize_inputs(p: Project, m: str) -> dict[str, Path]:
@@ -101,7 +111,13 @@ def _quantize_inputs(p: Project, m: str) -> dict[str, Path]:
     return inputs
 
 
-QUANTIZE = Stage("quantize", 1, _quantize_inputs, _technique_params("quantize", ("eval",)), _quantize)
+def _quantize_params(p: Project, m: str) -> dict[str, Any]:
+    # The resolved preset, not the pools section: a new machine with the same preset keeps
+    # the artifact; a different CPU family re-quantizes.
+    return {**_technique_params("quantize", ("eval",))(p, m), "preset": resolve_preset(local_pool(p))}
+
+
+QUANTIZE = Stage("quantize", 2, _quantize_inputs, _quantize_params, _quantize)
 
 
 # --- factorize ---------------------------------------------------------------------------

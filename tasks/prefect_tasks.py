@@ -13,7 +13,7 @@ from typing import Any
 from prefect import task
 from prefect.context import TaskRunContext
 
-from tasks import dvc_lock, ui
+from tasks import dvc_lock, pool_serve, ui
 from tasks.project import Project
 from tasks.stage import Stage
 from tasks.stages import STAGES
@@ -56,3 +56,5 @@ TASKS: dict[str, Any] = {name: make_task(stage) for name, stage in STAGES.items(
 
 record_in_dvc = task(dvc_lock.commit, name="record-in-dvc", task_run_name="dvc commit")
 ui_artifacts = task(ui.create_artifacts, name="ui-artifacts", task_run_name="ui-artifacts[{model}]")
+# No retries: dispatch never hangs (pool timeout) and its S3 calls retry on their own.
+serve_pool = task(pool_serve.serve_pool, name="serve-pool", task_run_name="serve-pool[{model}@{pool}]")

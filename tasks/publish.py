@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,9 @@ from model_compression.datasets.text import gensim_datapath
 from model_compression.hashing import sha256_file, sha256_json, sha256_tree
 from tasks import model_card
 from tasks import s3 as s3io
+from tasks.pools import PoolSpec, local_pool
 from tasks.project import ARTIFACT_STAGES, Project
-from tasks.stage import Stage, library_versions
+from tasks.stage import Stage, library_versions, write_json
 from tasks.validate import load_rows
 
 log = logging.getLogger("pipeline")
@@ -42,10 +42,8 @@ class PublishConflict(ValueError):
 
 
 def pool(project: Project) -> str:
-    name = str(project.params.get("pool", "local"))
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
-        raise ValueError(f"params.yaml pool must be lower-case letters, digits and dashes, got {name!r}")
-    return name
+    """The pool the ``publish`` stage publishes for: this machine's (see tasks/pools.py)."""
+    return local_pool(project).name
 
 
 def git_sha(root: Path) -> str | None:
@@ -90,19 +88,55 @@ def _same_content(existing: bytes, hashes: dict[str, str], where: str) -> None:
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
-    rows = load_rows(project, model)
+    files = {s: project.artifact(model, s) for s in ARTIFACT_STAGES}
     bench = project.read_output(model, "benchmark", "bench.json")
-    passed = [s for s in ARTIFACT_STAGES[1:] if rows[s]["passed"]]
+    published = publish_artifacts(project, model, local_pool(project), files, load_rows(project, model), bench)
+    write_json(out / "published.json", published)
+    return {"version": published["version"], "published": sorted(published["artifacts"])}
+
+
+def publishable(rows: dict[str, dict[str, Any]], bench: dict[str, Any], spec: PoolSpec, model: str) -> list[str]:
+    """The artifacts that passed validation and, unless the pool allows it, are not int8
+    artifacts slower than fp32 on the pool (``bench["int8_slower"]``)."""
+    out = []
+    for name, row in rows.items():
+        if name == "baseline" or not row["passed"]:
+            continue
+        if name in bench.get("int8_slower", []) and not spec.publish_slower_int8:
+            speed = bench["speedup_vs_fp32"][name][str(bench["serving_batch"])]
+            log.warning(
+                "%s/%s is not published for pool %s: int8 runs %.2fx fp32 speed there at batch %s",
+                model,
+                name,
+                spec.name,
+                speed,
+                bench["serving_batch"],
+            )
+            continue
+        out.append(name)
+    return out
+
+
+def publish_artifacts(
+    project: Project,
+    model: str,
+    spec: PoolSpec,
+    files: dict[str, Path],
+    rows: dict[str, dict[str, Any]],
+    bench: dict[str, Any],
+) -> dict[str, Any]:
+    """Publish the publishable ``files`` of ``model`` for pool ``spec``; returns
+    ``{"version", "pool", "artifacts": {name: uri}}`` (version ``None`` if nothing passed)."""
+    where = spec.name
+    passed = publishable(rows, bench, spec, model)
     if not passed:
-        log.warning("%s: no artifact passed validation; nothing published", model)
-        (out / "published.json").write_text(json.dumps({"version": None, "artifacts": {}}, indent=2) + "\n")
-        return {"version": None, "published": []}
-    hashes = {s: sha256_file(project.artifact(model, s)) for s in passed}
-    base_sha = sha256_file(project.artifact(model, "baseline"))
+        log.warning("%s: no artifact is publishable for pool %s; nothing published", model, where)
+        return {"version": None, "pool": where, "artifacts": {}}
+    hashes = {s: sha256_file(files[s]) for s in passed}
+    base_sha = sha256_file(files["baseline"])
     version = sha256_json({"model": model, "artifacts": hashes, "baseline": base_sha, "params": project.entry(model)})[
         :16
     ]
-    where = pool(project)
     with s3io.available(project) as (s3, settings):
         bucket = settings.publish_bucket
         prefix = f"{model}/{version}/{where}"
@@ -113,9 +147,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
             log.info("%s version %s already published with the same content", model, version)
         else:
             for s in passed:
-                _upload_verified(
-                    s3, settings, project.artifact(model, s), bucket, f"{prefix}/{s}/model.onnx", hashes[s]
-                )
+                _upload_verified(s3, settings, files[s], bucket, f"{prefix}/{s}/model.onnx", hashes[s])
             manifest = {
                 "model": model,
                 "version": version,
@@ -126,6 +158,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
                 "versions": library_versions(),
                 "lineage": lineage(project, model),
                 "fingerprint": bench["fingerprint"],
+                "preset": bench.get("preset"),
                 "baseline": {
                     "size_bytes": rows["baseline"]["size_bytes"],
                     "sha256": base_sha,
@@ -145,10 +178,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
                 log.info("%s version %s was published concurrently with the same content", model, version)
         pointer = {"version": version, "manifest": f"{prefix}/{MANIFEST}"}
         s3io.put_bytes(s3, settings, bucket, f"{model}/{where}/latest.json", json.dumps(pointer).encode())
-    (out / "published.json").write_text(
-        json.dumps({"version": version, "pool": where, "artifacts": uris}, indent=2, sort_keys=True) + "\n"
-    )
-    return {"version": version, "published": passed}
+    return {"version": version, "pool": where, "artifacts": uris}
 
 
 def _quality(row: dict[str, Any]) -> dict[str, Any]:
@@ -162,10 +192,13 @@ def _upload_verified(s3: Any, settings: s3io.S3Settings, path: Path, bucket: str
         raise ValueError(f"read-back sha256 of s3://{bucket}/{key} does not match the artifact {sha[:12]}")
 
 
-def fetch_published(project: Project, model: str, dest: Path, version: str = "latest") -> dict[str, Any]:
-    """Download a published version (default: the pool's latest) into ``dest``, verifying
-    every artifact against the manifest's sha256. Returns the manifest."""
-    where = pool(project)
+def fetch_published(
+    project: Project, model: str, dest: Path, version: str = "latest", pool_name: str | None = None
+) -> dict[str, Any]:
+    """Download a published version (default: the latest) for a pool (default: this
+    machine's) into ``dest``, verifying every artifact against the manifest's sha256.
+    Returns the manifest."""
+    where = pool_name or pool(project)
     with s3io.available(project) as (s3, settings):
         bucket = settings.publish_bucket
         if version == "latest":
@@ -189,12 +222,13 @@ def fetch_published(project: Project, model: str, dest: Path, version: str = "la
 def _inputs(p: Project, m: str) -> dict[str, Path]:
     inputs = {s: p.artifact(m, s) for s in ARTIFACT_STAGES}
     inputs["validation"] = p.stage_dir(m, "validate") / "validation.json"
+    inputs["bench"] = p.stage_dir(m, "benchmark") / "bench.json"  # int8 slower than fp32 is not published
     return inputs
 
 
 PUBLISH = Stage(
     name="publish",
-    version=2,
+    version=3,
     inputs=_inputs,
     params=lambda p, m: {"model": p.entry(m), "s3": p.params.get("s3"), "pool": pool(p)},
     body=_body,

@@ -26,8 +26,12 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
             **{q: round(r[q], 4) for q in QUALITY[project.kind(model)]},
             "p50_ms": round(bench["results"][s][first]["p50_ms"], 3),
             "p95_ms": round(bench["results"][s][first]["p95_ms"], 3),
-            "speedup_vs_fp32": round(bench["speedup_vs_fp32"][s], 3),
+            "p99_ms": round(bench["results"][s][first]["p99_ms"], 3),
+            "load_ms": round(bench["results"][s][first]["load_ms"], 1),
+            "model_rss_mb": round(bench["results"][s][first]["model_rss_mb"], 1),
+            "speedup_vs_fp32": round(bench["speedup_vs_fp32"][s][first], 3),
             "passed": bool(r["passed"]),
+            "int8_slower": s in bench["int8_slower"],
             "uri": published["artifacts"].get(s, ""),
         }
     write_json(out / "metrics.json", metrics)
@@ -43,7 +47,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 REPORT = Stage(
     name="report",
-    version=2,
+    version=3,
     inputs=lambda p, m: {
         "validation": p.stage_dir(m, "validate") / "validation.json",
         "bench": p.stage_dir(m, "benchmark") / "bench.json",
@@ -77,7 +81,8 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
     body = []
     for s in ARTIFACT_STAGES:
         m = metrics[s]
-        uri = m["uri"] or ("reference" if s == "baseline" else "not published (failed tolerance)")
+        why = "int8 slower than fp32 here" if m.get("int8_slower") else "failed tolerance"
+        uri = m["uri"] or ("reference" if s == "baseline" else f"not published ({why})")
         body.append(
             [
                 "fp32" if s == "baseline" else s,

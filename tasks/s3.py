@@ -224,6 +224,21 @@ def get_bytes(s3: Any, settings: S3Settings, bucket: str, key: str) -> bytes | N
     return _call(settings, bucket, key, op)
 
 
+def get_head(s3: Any, settings: S3Settings, bucket: str, key: str) -> dict[str, Any] | None:
+    """The object's metadata (HEAD), or None if it does not exist."""
+
+    def op() -> dict[str, Any] | None:
+        try:
+            head: dict[str, Any] = s3.head_object(Bucket=bucket, Key=key)
+            return head
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+    return _call(settings, bucket, key, op)
+
+
 def put_bytes(s3: Any, settings: S3Settings, bucket: str, key: str, data: bytes) -> None:
     _call(settings, bucket, key, lambda: s3.put_object(Bucket=bucket, Key=key, Body=data))
 

@@ -10,8 +10,9 @@ from tasks.report import table
 from tasks.validate import load_rows
 
 
-def create_artifacts(model: str, root: str = ".") -> list[str]:
-    """Create the UI artifacts of ``model``'s latest run; returns their keys."""
+def create_artifacts(model: str, root: str = ".", pools: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Create the UI artifacts of ``model``'s latest run; returns their keys. ``pools`` are
+    the remote pools' outcomes (``tasks.pool_serve.serve_pool``)."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
     project = Project.at(root)
@@ -23,6 +24,15 @@ def create_artifacts(model: str, root: str = ".") -> list[str]:
     if reasons:
         lines += ["", "**Not published:**", ""] + [f"- {name}: {'; '.join(why)}" for name, why in reasons.items()]
     lines += ["", f"Version `{published['version']}` on pool `{published.get('pool', '')}`."]
+    for name, res in (pools or {}).items():
+        if res["status"] != "benchmarked":
+            lines.append(f"- pool `{name}`: **not benchmarked**: {res['reason']}")
+        else:
+            slow = f"; int8 slower than fp32 there: {', '.join(res['int8_slower'])}" if res["int8_slower"] else ""
+            lines.append(
+                f"- pool `{name}` ({res['cpu']}, preset {res['preset']}): version `{res['version']}`, "
+                f"published {', '.join(res['published']) or 'nothing'}{slow}"
+            )
     keys = [f"{model}-summary", f"{model}-candidates"]
     create_markdown_artifact("\n".join(lines), key=keys[0], description=f"Nightly compression of {model}")
     create_table_artifact([dict(zip(header, r, strict=True)) for r in rows], key=keys[1], description="Every candidate")

@@ -42,11 +42,14 @@ def tolerance(project: Project, model: str) -> dict[str, float]:
     return {k: float(v) for k, v in tol.items()}
 
 
-def _evaluate_all(project: Project, model: str) -> list[dict[str, Any]]:
+def evaluate_artifacts(project: Project, model: str, files: dict[str, Path]) -> list[dict[str, Any]]:
+    """One metrics row per ONNX file (name -> path); ``files`` starts with the fp32
+    ``baseline``, which every other file is compared with."""
+    if next(iter(files), None) != "baseline":
+        raise ValueError(f"evaluate_artifacts: the first file must be the fp32 baseline, got {list(files)}")
     kind = project.kind(model)
     rows, reference = [], None
-    for stage in ARTIFACT_STAGES:
-        path = project.artifact(model, stage)
+    for stage, path in files.items():
         if kind == "text-encoder":
             cfg = eval_config(project, model)
             metrics, outputs = text_encoder.evaluate(
@@ -100,7 +103,7 @@ def judge(rows: list[dict[str, Any]], tol: dict[str, float]) -> None:
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     tol = tolerance(project, model)
     gates = [_check_eval_data(project, model)]
-    rows = _evaluate_all(project, model)
+    rows = evaluate_artifacts(project, model, {s: project.artifact(model, s) for s in ARTIFACT_STAGES})
     gates.append(quality.check_metrics(rows, QUALITY[project.kind(model)]))
     judge(rows, tol)
     for row in rows[1:]:

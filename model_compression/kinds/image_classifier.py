@@ -94,11 +94,6 @@ def calibration_feeds(data_dir: Path, n: int, batch_size: int = 32) -> list[dict
     return [{INPUT: xn[i : i + batch_size]} for i in range(0, len(xn), batch_size)]
 
 
-def bench_feeds(batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {INPUT: rng.standard_normal((batch_size, 1, 28, 28), dtype=np.float32)}
-
-
 def train_data(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     x, y = fm.load_split(data_dir, "train")
     return fm.normalize(x), y

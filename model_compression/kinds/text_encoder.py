@@ -124,10 +124,3 @@ def calibration_feeds(tokenizer_dir: Path, cfg: TextEvalConfig) -> list[dict[str
     tok = _tokenizer(tokenizer_dir)
     picked = train_sentences(cfg)[: cfg.calibration]
     return [{k: v.numpy() for k, v in tokenize(tok, [s], cfg.max_length).items()} for s in picked]
-
-
-def bench_feeds(batch_size: int, seq_len: int, vocab_size: int = 30522, seed: int = 0) -> dict[str, np.ndarray]:
-    """Fixed pseudo-random token ids of shape (batch_size, seq_len), all positions attended."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(1000, vocab_size, size=(batch_size, seq_len), dtype=np.int64)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}

@@ -3,7 +3,8 @@ static QDQ with a calibration set.
 
 Per-channel weights matter for transformers: per-tensor dynamic int8 of MiniLM drops the
 mean cosine to fp32 to about 0.88, per-channel keeps it near 0.99. ``reduce_range`` (7-bit
-weights) avoids saturation in the int8 dot products of CPUs without VNNI (AVX2 only).
+weights) avoids saturation in the int8 dot products of CPUs without VNNI (AVX2 only);
+``quantize/presets.py`` sets it, and the weight type, from the target's fingerprint.
 """
 
 from __future__ import annotations
@@ -38,14 +39,17 @@ class OnnxInt8Config:
     Attributes:
         mode: ``"dynamic"`` or ``"static"`` (static needs calibration inputs).
         per_channel: one scale per output channel (default True).
-        reduce_range: 7-bit weights for non-VNNI CPUs (default True).
+        reduce_range: 7-bit weights for non-VNNI CPUs; ``None`` (default) takes the
+            hardware preset (``presets.apply_preset``), or the portable avx2 choice (True).
+        weight_type: ``"int8"`` or ``"uint8"``; ``None`` (default) takes the preset (int8).
         calibrate_method: static only: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
         op_types: op types to quantize; empty means onnxruntime's defaults.
     """
 
     mode: Literal["dynamic", "static"] = "dynamic"
     per_channel: bool = True
-    reduce_range: bool = True
+    reduce_range: bool | None = None
+    weight_type: Literal["int8", "uint8"] | None = None
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     op_types: tuple[str, ...] = ()
 
@@ -56,6 +60,8 @@ class OnnxInt8Config:
             raise ValueError(
                 f"OnnxInt8Config.calibrate_method must be minmax, entropy or percentile, got {self.calibrate_method!r}"
             )
+        if self.weight_type not in (None, "int8", "uint8"):
+            raise ValueError(f"OnnxInt8Config.weight_type must be 'int8' or 'uint8', got {self.weight_type!r}")
 
 
 class _ListReader:
@@ -87,13 +93,15 @@ def quantize(
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     op_types = list(cfg.op_types) or None
+    reduce_range = True if cfg.reduce_range is None else cfg.reduce_range  # portable: right on any x86
+    weight_type = QuantType.QUInt8 if cfg.weight_type == "uint8" else QuantType.QInt8
     if cfg.mode == "dynamic":
         quantize_dynamic(
             str(src),
             str(dst),
             per_channel=cfg.per_channel,
-            reduce_range=cfg.reduce_range,
-            weight_type=QuantType.QInt8,
+            reduce_range=reduce_range,
+            weight_type=weight_type,
             op_types_to_quantize=op_types,
         )
         return dst
@@ -111,9 +119,9 @@ def quantize(
         _ListReader(feeds),
         quant_format=QuantFormat.QDQ,
         per_channel=cfg.per_channel,
-        reduce_range=cfg.reduce_range,
+        reduce_range=reduce_range,
         activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
+        weight_type=weight_type,
         calibrate_method=method,
         op_types_to_quantize=op_types,
         extra_options={"CalibTensorRangeSymmetric": False},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 from pathlib import Path
 
 import onnxruntime as ort
@@ -12,7 +14,8 @@ _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asi
 
 
 def fingerprint() -> dict[str, object]:
-    """CPU model and SIMD flags, core count, memory (GiB), onnxruntime version and providers."""
+    """CPU model and SIMD flags, core count, memory (GiB), onnxruntime version and its
+    execution providers, and the GPUs (name, driver) where ``nvidia-smi`` finds any."""
     model, flags = platform.processor() or "unknown", set()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -36,4 +39,21 @@ def fingerprint() -> dict[str, object]:
         "memory_gib": mem_gib,
         "onnxruntime": ort.__version__,
         "providers": ort.get_available_providers(),
+        "gpus": _gpus(),
     }
+
+
+def _gpus() -> list[dict[str, str]]:
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    rows = [line.split(", ") for line in out.strip().splitlines() if ", " in line]
+    return [{"name": r[0], "driver": r[1]} for r in rows]

@@ -1,0 +1,116 @@
+"""Hardware pools: where artifacts are benchmarked and what they are published for.
+
+A pool is a kind of machine the models ship to. ``params.yaml`` lists them::
+
+    pools:
+      local: {work_pool: null, preset: auto}              # this machine, in-process
+      cpu-avx2: {work_pool: cpu-avx2, timeout_s: 900}    # any machine running a worker
+    targets: [local]                                      # the pools a run serves
+
+The pool with ``work_pool: null`` is the machine running the pipeline: its benchmark and
+publish are the ``benchmark``/``publish`` stages that ``dvc repro`` runs too. Every other
+pool is a Prefect work pool; the flow sends its artifacts there with ``run_deployment``
+(``tasks/dispatch.py``). ``preset`` is the int8 preset for the pool (``auto``: chosen from
+the pool's hardware fingerprint; or one of ``quantize/presets.PRESETS``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from model_compression.quantize.presets import PRESETS, preset_for
+from model_compression.runtime.fingerprint import fingerprint
+from tasks.project import Project
+
+NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+DEPLOYMENT_FLOW = "benchmark-onnx"  # the flow name of flows/pool_bench.py
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """One hardware pool.
+
+    Attributes:
+        name: lower-case letters, digits and dashes; part of every published key.
+        work_pool: the Prefect work pool whose workers run on that hardware; ``None``
+            means this machine, in-process.
+        deployment: the benchmark deployment to run there (default
+            ``benchmark-onnx/<name>``, as declared in prefect.yaml).
+        timeout_s: how long a dispatched benchmark may take, queueing included, in
+            seconds (default 900). Past it the pool is reported as not benchmarked.
+        preset: int8 preset, ``auto`` (default: from the pool's fingerprint) or a name
+            in ``PRESETS``.
+        publish_slower_int8: publish an int8 artifact even when it ran slower than fp32
+            on this pool (default False: it is flagged and withheld). Tests set it, since
+            which of two tiny models is faster is noise.
+    """
+
+    name: str
+    work_pool: str | None = None
+    deployment: str = ""
+    timeout_s: float = 900.0
+    preset: str = "auto"
+    publish_slower_int8: bool = False
+
+    def __post_init__(self) -> None:
+        if not NAME.fullmatch(self.name):
+            raise ValueError(f"pools: name must be lower-case letters, digits and dashes, got {self.name!r}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"pools.{self.name}.timeout_s must be > 0, got {self.timeout_s}")
+        if self.preset != "auto" and self.preset not in PRESETS:
+            raise ValueError(f"pools.{self.name}.preset must be auto or one of {sorted(PRESETS)}, got {self.preset!r}")
+
+    @property
+    def inline(self) -> bool:
+        return self.work_pool is None
+
+    @property
+    def deployment_name(self) -> str:
+        return self.deployment or f"{DEPLOYMENT_FLOW}/{self.name}"
+
+
+def pools(project: Project) -> dict[str, PoolSpec]:
+    """Every pool in params (default: just ``local``, this machine)."""
+    raw = project.params.get("pools") or {"local": {}}
+    if not isinstance(raw, dict):
+        raise ValueError("params.yaml pools must be a mapping of pool name to settings")
+    out = {}
+    for name, values in raw.items():
+        values = dict(values or {})
+        unknown = sorted(set(values) - {"work_pool", "deployment", "timeout_s", "preset", "publish_slower_int8"})
+        if unknown:
+            raise ValueError(f"pools.{name}: unknown field(s) {unknown}")
+        out[name] = PoolSpec(name=str(name), **values)
+    inline = [p.name for p in out.values() if p.inline]
+    if len(inline) != 1:
+        raise ValueError(f"params.yaml pools: exactly one pool must have work_pool: null (this machine), got {inline}")
+    return out
+
+
+def local_pool(project: Project) -> PoolSpec:
+    """The pool that is this machine: what ``dvc repro`` benchmarks and publishes for."""
+    return next(p for p in pools(project).values() if p.inline)
+
+
+def targets(project: Project, chosen: list[str] | None = None) -> list[PoolSpec]:
+    """The pools a run serves: ``chosen`` (a flow parameter) or ``targets`` in params."""
+    known = pools(project)
+    names = chosen or project.params.get("targets") or [local_pool(project).name]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown pool(s) {unknown}; params.yaml pools: {sorted(known)}")
+    return [known[n] for n in names]
+
+
+def resolve_preset(spec: PoolSpec, fp: dict[str, Any] | None = None) -> str:
+    """The pool's int8 preset: pinned in params, or chosen from its fingerprint ``fp``
+    (for the inline pool, this machine's)."""
+    if spec.preset != "auto":
+        return spec.preset
+    if fp is None:
+        if not spec.inline:
+            raise ValueError(f"pool {spec.name!r} has preset auto: its fingerprint is needed (probe it first)")
+        fp = fingerprint()
+    return preset_for(fp)

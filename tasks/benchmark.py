@@ -26,7 +26,7 @@ log = logging.getLogger("pipeline")
 def bench_settings(project: Project, model: str) -> BenchSettings:
     """The model's ``bench`` section of params, validated, with params ``threads``."""
     raw = dict(project.entry(model).get("bench") or {})
-    unknown = sorted(set(raw) - {"batch_sizes", "seq_len", "warmup", "runs"})
+    unknown = sorted(set(raw) - {"batch_sizes", "seq_len", "warmup", "runs", "rounds"})
     if unknown:
         raise ValueError(f"{model}.bench: unknown field(s) {unknown}")
     if "batch_sizes" in raw:
@@ -73,7 +73,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 BENCHMARK = Stage(
     name="benchmark",
-    version=2,
+    version=4,
     inputs=lambda p, m: {s: p.artifact(m, s) for s in ARTIFACT_STAGES},
     params=lambda p, m: {"bench": p.entry(m).get("bench"), "threads": p.threads, "pool": local_pool(p).name},
     body=_body,

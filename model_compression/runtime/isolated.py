@@ -34,9 +34,13 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's peak RSS in MiB: ``VmHWM``, which execve resets. (``ru_maxrss``
+    would not do: Linux carries it over from the parent across fork and exec, so a child
+    of a 1 GiB flow process would report 1 GiB for any model.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise OSError("no VmHWM in /proc/self/status")
 
 
 def measure_in_process(model: Path, feeds: dict[str, np.ndarray], threads: int, warmup: int, runs: int) -> dict:

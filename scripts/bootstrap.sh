@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the pipeline needs on a fresh machine (Python 3.11, Debian):
 #   - .venv with torch==2.13.0 (the CPU build pip finds on this machine) and the pinned stack;
-#   - Debian's dataset-fashion-mnist (the official train/test split).
+#   - Debian's dataset-fashion-mnist (the official train/test split);
+#   - Debian's chromium, which the tests use to render the HTML report headless.
 # Re-running is cheap: a stamp of constraints.txt + pyproject.toml skips a current venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,9 +31,12 @@ if [ ! -f "$stamp" ]; then
 fi
 
 FMNIST=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-if [ ! -f "$FMNIST" ]; then
-  echo "==> installing Debian's dataset-fashion-mnist"
+missing=()
+[ -f "$FMNIST" ] || missing+=(dataset-fashion-mnist)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing Debian's ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

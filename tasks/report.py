@@ -1,14 +1,21 @@
-"""Stage ``report``: one metrics file per model for ``dvc metrics show``, and its table."""
+"""Stage ``report``: per model, ``metrics.json`` for ``dvc metrics show``, ``candidates.json``
+and ``plots/*.png`` for ``dvc plots``, and the HTML report (tasks/html_report.py), which
+is also uploaded beside the published version."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+from tasks import html_report
+from tasks import s3 as s3io
 from tasks.project import ARTIFACT_STAGES, Project
 from tasks.stage import Stage, write_json
 from tasks.validate import QUALITY, load_rows
+
+log = logging.getLogger("pipeline")
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
@@ -42,16 +49,24 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
         for s, m in metrics.items()
     ]
     (out / "candidates.json").write_text(json.dumps(points, indent=2) + "\n")
-    return {"version": published["version"]}
+    page = html_report.render(project, model, metrics, published["pool"], out)
+    if published["version"]:  # beside the artifacts it describes
+        with s3io.available(project) as (s3, settings):
+            key = f"{model}/{published['version']}/{published['pool']}/report.html"
+            s3io.put_bytes(s3, settings, settings.publish_bucket, key, page.read_bytes())
+            log.info("%s: report at s3://%s/%s", model, settings.publish_bucket, key)
+    return {"version": published["version"], "report": str(page.relative_to(project.root))}
 
 
 REPORT = Stage(
     name="report",
-    version=3,
+    version=4,
     inputs=lambda p, m: {
         "validation": p.stage_dir(m, "validate") / "validation.json",
         "bench": p.stage_dir(m, "benchmark") / "bench.json",
         "published": p.stage_dir(m, "publish") / "published.json",
+        "prune": p.artifact(m, "prune"),  # per-layer bars
+        "quantize": p.artifact(m, "quantize"),
     },
     params=lambda p, m: {},
     body=_body,

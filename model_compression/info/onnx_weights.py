@@ -44,3 +44,42 @@ def onnx_weight_bound(path: str | Path, bits: int = 8, min_numel: int = 1024) ->
         nonzero += int(np.count_nonzero(symbols))
         total_bits += arr.size * empirical_entropy(symbols)
     return WeightBound(numel=numel, entropy_bytes=math.ceil(total_bits / 8), density=nonzero / max(numel, 1))
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One weight tensor of an ONNX artifact.
+
+    ``storage_bits`` is bits per stored element (32 for fp32, 8 for int8);
+    ``entropy_bits`` is the zeroth-order entropy per element of its symbols (float
+    tensors after ``bits``-bit linear quantization); ``sparsity`` the fraction of zeros.
+    """
+
+    name: str
+    numel: int
+    storage_bits: int
+    entropy_bits: float
+    sparsity: float
+
+
+def onnx_layer_stats(path: str | Path, bits: int = 8, min_numel: int = 1024) -> list[LayerStats]:
+    """Per-tensor storage, entropy and sparsity of the initializers with ``min_numel``+ elements."""
+    out = []
+    for init in onnx.load(str(path)).graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.size < min_numel:
+            continue
+        if np.issubdtype(arr.dtype, np.integer):
+            symbols = arr
+        else:
+            symbols = linear_quantize(torch.from_numpy(arr.astype(np.float32)), bits).numpy()
+        out.append(
+            LayerStats(
+                name=init.name,
+                numel=int(arr.size),
+                storage_bits=arr.dtype.itemsize * 8,
+                entropy_bits=float(empirical_entropy(symbols)),
+                sparsity=float(1 - np.count_nonzero(arr) / arr.size),
+            )
+        )
+    return out

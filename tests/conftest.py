@@ -8,6 +8,7 @@ import shutil
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -156,6 +157,30 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
         yield server.start()
     finally:
         server.stop()
+
+
+LIVE_POOL = "cpu-avx512-vnni"  # the pool the tests' worker serves; arm64, cpu-avx2, gpu-cuda get none
+
+
+@pytest.fixture(scope="session")
+def deployed(prefect_server: Any, s3_server: object) -> Any:
+    """Work pools, every deployment of the repo's prefect.yaml (`prefect deploy --all`),
+    and one live process worker, on LIVE_POOL."""
+    for pool in ("local-process", "cpu-avx2", "cpu-avx512-vnni", "arm64", "gpu-cuda"):
+        prefect_server.cli("work-pool", "create", "--type", "process", pool)
+    out = prefect_server.cli("--no-prompt", "deploy", "--all")
+    assert f"benchmark-onnx/{LIVE_POOL}" in out.replace("'", "")
+    prefect_server.worker(LIVE_POOL)
+    return prefect_server
+
+
+@pytest.fixture
+def api(deployed: Any) -> Iterator[Any]:
+    """This process talks to the real server (not an ephemeral one) for the test."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: deployed.api_url}):
+        yield deployed
 
 
 @pytest.fixture

@@ -19,28 +19,9 @@ from model_compression.quantize.presets import preset_for
 from model_compression.runtime.fingerprint import fingerprint
 from tasks import s3 as s3io
 from tasks.project import Project
+from tests.conftest import LIVE_POOL as LIVE
 
-LIVE, DEAD = "cpu-avx512-vnni", "arm64"
-POOLS = ("local-process", "cpu-avx2", "cpu-avx512-vnni", "arm64", "gpu-cuda")
-
-
-@pytest.fixture(scope="module")
-def deployed(prefect_server, s3_server):
-    """Work pools, every deployment in prefect.yaml, and one live worker (on LIVE)."""
-    for pool in POOLS:
-        prefect_server.cli("work-pool", "create", "--type", "process", pool)
-    out = prefect_server.cli("--no-prompt", "deploy", "--all")
-    assert "benchmark-onnx/cpu-avx512-vnni" in out.replace("'", "")
-    prefect_server.worker(LIVE)
-    return prefect_server
-
-
-@pytest.fixture
-def api(deployed):
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: deployed.api_url}):
-        yield deployed
+DEAD = "arm64"
 
 
 def with_pools(root: Path, **extra: dict) -> None:

@@ -1,0 +1,41 @@
+"""The manual run: what the Prefect UI's form for the ``manual`` deployment asks for.
+
+Typed as a pydantic model so the UI shows each field with its description and default,
+and a wrong value is refused before the run starts. It picks *what* to run (models,
+pools, where the project is), never hyperparameters: those stay in params.yaml.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from pydantic import BaseModel, ConfigDict, Field
+
+from flows.nightly import nightly
+
+
+class ManualRun(BaseModel):
+    """One hand-started run of the pipeline."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: list[str] = Field(
+        default_factory=list,
+        description="Catalogue models to compress (names from params.yaml). Empty: the whole catalogue.",
+    )
+    pools: list[str] = Field(
+        default_factory=list,
+        description="Hardware pools to benchmark on and publish for (params.yaml pools). "
+        "Empty: the targets in params.yaml. This machine's pool is always served.",
+    )
+    root: str = Field(
+        default=".",
+        description="The project checkout holding params.yaml, relative to the worker's working directory.",
+    )
+
+
+@flow(name="manual-compression", log_prints=True)
+def manual(request: ManualRun = ManualRun()) -> dict[str, Any]:  # noqa: B008  # frozen: a safe default
+    """Compress the chosen models for the chosen pools, as the nightly run would."""
+    return nightly(request.models or None, request.root, request.pools or None)

@@ -3,11 +3,16 @@
 python -m flows.cli plan [MODEL ...]          what a run would do, stage by stage (dry run)
 python -m flows.cli run [MODEL ...]           run the nightly flow for these models
 python -m flows.cli run --dry-run [MODEL ...] the same as plan
+python -m flows.cli run --pool cpu-avx2 --workers 2 [MODEL ...]
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -54,10 +59,49 @@ def plan(models: Models = None, root: Root = ".") -> None:
     show_plan(project, chosen)
 
 
+@contextmanager
+def progress(project: Project, models: list[str]) -> Iterator[Any]:
+    """A rich progress bar per model: stages done out of all, read from the stage
+    records on disk (a stage is done when up to date at the start or written since)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    start = time.time()
+    done_at_start = {m: {n for n in ORDER if stage_status(project, m, n) == "up to date"} for m in models}
+    stop = threading.Event()
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    ids = {m: bars.add_task(m, total=len(ORDER)) for m in models}
+
+    def done(m: str) -> int:
+        records = (project.stage_dir(m, n) / "record.json" for n in ORDER)
+        fresh = {n for n, r in zip(ORDER, records, strict=True) if r.is_file() and r.stat().st_mtime >= start}
+        return len(done_at_start[m] | fresh)
+
+    def watch() -> None:
+        while not stop.wait(0.5):
+            for m in models:
+                bars.update(ids[m], completed=done(m))
+
+    with bars:
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        try:
+            yield bars
+        finally:
+            stop.set()
+            thread.join()
+            for m in models:
+                bars.update(ids[m], completed=done(m))
+
+
 @app.command()
 def run(
     models: Models = None,
     root: Root = ".",
+    pool: Annotated[
+        list[str] | None, typer.Option(help="Hardware pools to serve (repeat); default: targets in params.yaml.")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Models side by side on a local Dask cluster of this size.")] = 1,
+    publish: Annotated[bool, typer.Option(help="Upload what passes; --no-publish stops after the benchmark.")] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
 ) -> None:
     """Run the nightly flow (Prefect, ephemeral unless PREFECT_API_URL is set) for MODELS."""
@@ -69,8 +113,11 @@ def run(
 
     logs.setup()
     project = Project.at(root)
-    nightly(models or None, root)
-    print_tables(project, models or project.catalogue())
+    chosen = models or project.catalogue()
+    with progress(project, chosen):
+        nightly(models or None, root, pool or None, workers, publish)
+    if publish:
+        print_tables(project, chosen)
 
 
 if __name__ == "__main__":

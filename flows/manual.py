@@ -2,7 +2,8 @@
 
 Typed as a pydantic model so the UI shows each field with its description and default,
 and a wrong value is refused before the run starts. It picks *what* to run (models,
-pools, where the project is), never hyperparameters: those stay in params.yaml.
+pools, whether to publish, where the project is), never hyperparameters: tolerances and
+technique settings stay in params.yaml, the single source a rebuild reads.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class ManualRun(BaseModel):
         description="Hardware pools to benchmark on and publish for (params.yaml pools). "
         "Empty: the targets in params.yaml. This machine's pool is always served.",
     )
+    publish: bool = Field(
+        default=True,
+        description="Upload the artifacts that pass to S3 and serve the pools. Off: a dry run that stops "
+        "after the benchmark, uploads nothing and leaves dvc.lock alone.",
+    )
     root: str = Field(
         default=".",
         description="The project checkout holding params.yaml, relative to the worker's working directory.",
@@ -38,4 +44,4 @@ class ManualRun(BaseModel):
 @flow(name="manual-compression", log_prints=True)
 def manual(request: ManualRun = ManualRun()) -> dict[str, Any]:  # noqa: B008  # frozen: a safe default
     """Compress the chosen models for the chosen pools, as the nightly run would."""
-    return nightly(request.models or None, request.root, request.pools or None)
+    return nightly(request.models or None, request.root, request.pools or None, publish=request.publish)

@@ -10,45 +10,87 @@ import sys
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks import logs
 from tasks import s3 as s3io
 from tasks.pools import targets
-from tasks.prefect_tasks import TASKS, record_in_dvc, serve_pool, ui_artifacts
+from tasks.prefect_tasks import compress_model, record_in_dvc
 from tasks.project import Project
 from tasks.report import table
-from tasks.stages import ORDER
 
 
-@flow(name="compress-model", log_prints=True)
-def compress_model(model: str, root: str = ".", remote_pools: list[str] | None = None) -> dict[str, Any]:
-    """All stages for one model, in order (each stage's output feeds the next on disk),
-    then every remote pool in ``remote_pools``: benchmarked there, published for it."""
-    records = {}
-    for name in ORDER:
-        records[name] = TASKS[name](model, root)
-    records["pools"] = {p: serve_pool(model, p, root) for p in remote_pools or []}
-    ui_artifacts(model, root, records["pools"])
-    return records
+def task_runner(workers: int) -> Any:
+    """Models one after another in this process (1), or side by side on a local Dask
+    cluster of ``workers`` single-threaded processes (prefect-dask's DaskTaskRunner)."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        return ThreadPoolTaskRunner(max_workers=1)
+    from prefect_dask import DaskTaskRunner
+
+    # The workers must report to this run's API. Without PREFECT_API_URL in their
+    # environment each worker process starts an ephemeral server of its own: 5-10 s of
+    # CPU per process, and task runs recorded where no one looks (measured: 4 two-core
+    # tasks took 15.6 s on 2 workers instead of 6 s).
+    env = {"PREFECT_API_URL": api_url()}
+    allocator_for_torch()
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "env": env})
+
+
+def allocator_for_torch() -> None:
+    """Undo Dask's glibc setting that slows torch down in its workers.
+
+    Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's
+    adaptive mmap threshold: every activation tensor of a training step is then mmapped
+    and page-faulted afresh. Measured on a 1-thread 512x512 matmul loop: 2.17 s alone,
+    2.9-3.0 s in each of 2 Dask workers, 2.2-2.4 s with the variable removed and one
+    malloc arena per worker (MALLOC_ARENA_MAX=1, as each worker runs one task at a time).
+    """
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    env.pop("MALLOC_TRIM_THRESHOLD_", None)
+    env["MALLOC_ARENA_MAX"] = "1"
+    dask.config.set({"distributed.nanny.pre-spawn-environ": env})
+
+
+def api_url() -> str:
+    """The API this flow run reports to: PREFECT_API_URL, or the ephemeral server's."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or SubprocessASGIServer().api_url
 
 
 @flow(name="nightly-compression", log_prints=True)
-def nightly(models: list[str] | None = None, root: str = ".", pools: list[str] | None = None) -> dict[str, Any]:
+def nightly(
+    models: list[str] | None = None,
+    root: str = ".",
+    pools: list[str] | None = None,
+    workers: int = 1,
+    publish: bool = True,
+) -> dict[str, Any]:
     """Compress ``models`` (default: the whole catalogue in params.yaml) for hardware
     ``pools`` (default: ``targets`` in params.yaml). This machine's pool is always served
-    by the stages; each other pool is benchmarked on its own workers."""
+    by the stages; each other pool is benchmarked on its own workers. ``workers`` > 1
+    spreads the models over a local Dask cluster (latencies measured meanwhile share
+    the CPU: keep 1 for benchmark numbers you publish). ``publish=False`` is a dry run:
+    it stops after the benchmark and leaves S3 and dvc.lock alone."""
     project = Project.at(root)
     chosen = models or project.catalogue()
     for m in chosen:
         project.entry(m)  # unknown models and pools fail before any work starts
     remote = [p.name for p in targets(project, pools) if not p.inline]
     logger = get_run_logger()
-    results = {}
     with s3io.available(project):
-        for m in chosen:
-            logger.info("compressing %s", m)
-            results[m] = compress_model(m, root, remote)
-    record_in_dvc(root)
+        logger.info("compressing %s on %d worker(s)", ", ".join(chosen), workers)
+        with task_runner(workers) as runner:
+            args = {"root": root, "remote_pools": remote, "publish": publish}
+            futures = {m: runner.submit(compress_model, parameters={"model": m, **args}) for m in chosen}
+            results = {m: f.result() for m, f in futures.items()}
+    if publish:
+        record_in_dvc(root)
     return results
 
 

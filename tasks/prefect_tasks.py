@@ -8,6 +8,8 @@ deterministic and a retry would only repeat the same failure.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from prefect import task
@@ -16,7 +18,7 @@ from prefect.context import TaskRunContext
 from tasks import dvc_lock, pool_serve, ui
 from tasks.project import Project
 from tasks.stage import Stage
-from tasks.stages import STAGES
+from tasks.stages import ORDER, STAGES
 
 IO_STAGES = {"zoo", "fetch", "publish"}
 
@@ -58,3 +60,22 @@ record_in_dvc = task(dvc_lock.commit, name="record-in-dvc", task_run_name="dvc c
 ui_artifacts = task(ui.create_artifacts, name="ui-artifacts", task_run_name="ui-artifacts[{model}]")
 # No retries: dispatch never hangs (pool timeout) and its S3 calls retry on their own.
 serve_pool = task(pool_serve.serve_pool, name="serve-pool", task_run_name="serve-pool[{model}@{pool}]")
+
+
+def _compress(
+    model: str, root: str = ".", remote_pools: list[str] | None = None, publish: bool = True
+) -> dict[str, Any]:
+    """One model end to end: every stage in order (nested task runs, so each is cached
+    and shown on its own), then each remote pool, then the UI artifacts. A task rather
+    than a subflow so that a task runner, Dask included, can run models side by side.
+    ``publish=False`` stops after the benchmark: nothing is uploaded, no pool is served."""
+    stages = ORDER if publish else ORDER[: ORDER.index("publish")]
+    records: dict[str, Any] = {name: TASKS[name](model, root) for name in stages}
+    records["pools"] = {p: serve_pool(model, p, root) for p in remote_pools or []} if publish else {}
+    if publish:
+        ui_artifacts(model, root, records["pools"])
+    records["ran_on"] = f"{socket.gethostname()}:{os.getpid()}"  # which worker process did the work
+    return records
+
+
+compress_model = task(_compress, name="compress-model", task_run_name="compress[{model}]")

@@ -89,7 +89,8 @@ def _live_workers(spec: PoolSpec) -> str | None:
         try:
             client.read_deployment_by_name(spec.deployment_name)
         except ObjectNotFound:
-            return f"deployment {spec.deployment_name!r} is not deployed (prefect deploy --all)"
+            name = spec.deployment_name.split("/", 1)[-1]
+            return f"deployment {spec.deployment_name!r} is not deployed (prefect --no-prompt deploy --name {name})"
         workers = client.read_workers_for_work_pool(spec.work_pool)
     if not any(w.status == WorkerStatus.ONLINE for w in workers):
         hint = f"prefect worker start --pool {spec.work_pool}"

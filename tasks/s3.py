@@ -209,34 +209,31 @@ def download_file(s3: Any, settings: S3Settings, bucket: str, key: str, path: Pa
     _call(settings, bucket, key, lambda: s3.download_file(bucket, key, str(path)))
 
 
-def get_bytes(s3: Any, settings: S3Settings, bucket: str, key: str) -> bytes | None:
-    """The object's bytes, or None if it does not exist."""
+MISSING = ("NoSuchKey", "404", "NotFound")
 
-    def op() -> bytes | None:
+
+def _none_if_missing(settings: S3Settings, bucket: str, key: str, fetch: Callable[[], T]) -> T | None:
+    """``fetch()`` with retries; None when the object does not exist."""
+
+    def op() -> T | None:
         try:
-            body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            return body
+            return fetch()
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if e.response.get("Error", {}).get("Code") in MISSING:
                 return None
             raise
 
     return _call(settings, bucket, key, op)
+
+
+def get_bytes(s3: Any, settings: S3Settings, bucket: str, key: str) -> bytes | None:
+    """The object's bytes, or None if it does not exist."""
+    return _none_if_missing(settings, bucket, key, lambda: bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
 
 
 def get_head(s3: Any, settings: S3Settings, bucket: str, key: str) -> dict[str, Any] | None:
     """The object's metadata (HEAD), or None if it does not exist."""
-
-    def op() -> dict[str, Any] | None:
-        try:
-            head: dict[str, Any] = s3.head_object(Bucket=bucket, Key=key)
-            return head
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise
-
-    return _call(settings, bucket, key, op)
+    return _none_if_missing(settings, bucket, key, lambda: dict(s3.head_object(Bucket=bucket, Key=key)))
 
 
 def put_bytes(s3: Any, settings: S3Settings, bucket: str, key: str, data: bytes) -> None:

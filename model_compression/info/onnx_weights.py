@@ -9,6 +9,7 @@ zeroth-order coder would need for those symbols, without codebooks or scales.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,17 +30,22 @@ class WeightBound:
     density: float
 
 
-def onnx_weight_bound(path: str | Path, bits: int = 8, min_numel: int = 1024) -> WeightBound:
-    model = onnx.load(str(path))
-    numel, total_bits, nonzero = 0, 0.0, 0
-    for init in model.graph.initializer:
+def _weights(path: str | Path, bits: int, min_numel: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, values, symbols)`` of each initializer with ``min_numel``+ elements: integer
+    tensors are their own symbols, float tensors are ``bits``-bit linearly quantized."""
+    for init in onnx.load(str(path)).graph.initializer:
         arr = numpy_helper.to_array(init)
         if arr.size < min_numel:
             continue
         if np.issubdtype(arr.dtype, np.integer):
-            symbols = arr
+            yield init.name, arr, arr
         else:
-            symbols = linear_quantize(torch.from_numpy(arr.astype(np.float32)), bits).numpy()
+            yield init.name, arr, linear_quantize(torch.from_numpy(arr.astype(np.float32)), bits).numpy()
+
+
+def onnx_weight_bound(path: str | Path, bits: int = 8, min_numel: int = 1024) -> WeightBound:
+    numel, total_bits, nonzero = 0, 0.0, 0
+    for _, arr, symbols in _weights(path, bits, min_numel):
         numel += arr.size
         nonzero += int(np.count_nonzero(symbols))
         total_bits += arr.size * empirical_entropy(symbols)
@@ -65,17 +71,10 @@ class LayerStats:
 def onnx_layer_stats(path: str | Path, bits: int = 8, min_numel: int = 1024) -> list[LayerStats]:
     """Per-tensor storage, entropy and sparsity of the initializers with ``min_numel``+ elements."""
     out = []
-    for init in onnx.load(str(path)).graph.initializer:
-        arr = numpy_helper.to_array(init)
-        if arr.size < min_numel:
-            continue
-        if np.issubdtype(arr.dtype, np.integer):
-            symbols = arr
-        else:
-            symbols = linear_quantize(torch.from_numpy(arr.astype(np.float32)), bits).numpy()
+    for name, arr, symbols in _weights(path, bits, min_numel):
         out.append(
             LayerStats(
-                name=init.name,
+                name=name,
                 numel=int(arr.size),
                 storage_bits=arr.dtype.itemsize * 8,
                 entropy_bits=float(empirical_entropy(symbols)),

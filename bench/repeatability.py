@@ -6,8 +6,8 @@ Runs ``runtime.compare.benchmark_files`` on a finished run's artifacts ``--repea
 times (each repeat times every artifact in a fresh process, as the benchmark stage and
 every pool's worker do) and prints, per artifact, the median p50 at the serving batch,
 the relative spread of p50 across repeats (max - min) / median, and the same for the
-speed-up ratio to fp32. The pipeline compares ratios measured in one run because they
-move less than absolute times do.
+speed-up ratio to fp32, so a reader can see which figures in BENCHMARKS.md are stable
+enough to act on.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from model_compression.registry import from_dict
 from model_compression.runtime.compare import BenchSettings, benchmark_files
 from tasks.pools import local_pool
 from tasks.project import ARTIFACT_STAGES, Project
@@ -25,16 +26,16 @@ log = logging.getLogger("pipeline")
 
 def bench_settings(project: Project, model: str) -> BenchSettings:
     """The model's ``bench`` section of params, validated, with params ``threads``."""
+    where = f"{model}.bench"
     raw = dict(project.entry(model).get("bench") or {})
-    unknown = sorted(set(raw) - {"batch_sizes", "seq_len", "warmup", "runs", "rounds"})
-    if unknown:
-        raise ValueError(f"{model}.bench: unknown field(s) {unknown}")
-    if "batch_sizes" in raw:
-        raw["batch_sizes"] = tuple(raw["batch_sizes"] or ())
+    if "threads" in raw:
+        raise ValueError(f"{where}: unknown field(s) ['threads']; threads come from params.yaml threads")
     try:
-        return BenchSettings(threads=project.threads, **raw)
+        return from_dict(BenchSettings, {**raw, "threads": project.threads}, where)
     except ValueError as e:
-        raise ValueError(f"{model}.bench: {e}") from e
+        if str(e).startswith(where):  # from_dict names the field itself
+            raise
+        raise ValueError(f"{where}: {e}") from e  # BenchSettings' own range checks
 
 
 def summarize(model: str, pool: str, bench: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from model_compression.hashing import sha256_file
+from model_compression.registry import from_dict
 from model_compression.runtime.compare import BenchSettings, benchmark_files
 from tasks import s3 as s3io
 from tasks.pools import PoolSpec, pools
@@ -57,14 +58,13 @@ def run_on_worker(
 ) -> dict[str, Any]:
     """The worker's side (body of the ``benchmark-onnx`` flow): fetch, verify, benchmark,
     write the result to S3. With no refs it is a probe: fingerprint and preset only."""
-    cfg = BenchSettings(**{**settings, "batch_sizes": tuple(settings["batch_sizes"])})
+    cfg = from_dict(BenchSettings, settings, "benchmark settings")
     s3_settings = s3io.S3Settings(**s3)
     client = s3io.client(s3_settings)
     files = {}
     for ref in refs:
-        path = work_dir / f"{ref['sha256']}.onnx"
-        if not path.is_file() or sha256_file(path) != ref["sha256"]:
-            s3io.download_file(client, s3_settings, s3_settings.publish_bucket, ref["key"], path)
+        path = work_dir / f"{ref['sha256']}.onnx"  # work_dir is fresh per run: always download
+        s3io.download_file(client, s3_settings, s3_settings.publish_bucket, ref["key"], path)
         if sha256_file(path) != ref["sha256"]:
             raise ValueError(f"{ref['name']}: downloaded file does not match sha256 {ref['sha256'][:12]}")
         files[ref["name"]] = path
@@ -146,7 +146,5 @@ def dispatch_files(files: dict[str, str], pool: str, root: str = ".", settings: 
     spec = pools(project).get(pool)
     if spec is None:
         raise ValueError(f"unknown pool {pool!r}; params.yaml pools: {sorted(pools(project))}")
-    raw = {"threads": project.threads, **(settings or {})}
-    if "batch_sizes" in raw:
-        raw["batch_sizes"] = tuple(raw["batch_sizes"])
-    return dispatch(project, spec, {k: Path(v) for k, v in files.items()}, BenchSettings(**raw))
+    cfg = from_dict(BenchSettings, {"threads": project.threads, **(settings or {})}, "benchmark settings")
+    return dispatch(project, spec, {k: Path(v) for k, v in files.items()}, cfg)

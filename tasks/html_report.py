@@ -93,17 +93,16 @@ def _layers(project: Project, model: str) -> bytes:
     return data
 
 
-def history(project: Project, model: str, pool: str) -> list[dict[str, Any]]:
+def history(s3: Any, settings: s3io.S3Settings, model: str, pool: str) -> list[dict[str, Any]]:
     """Every complete version published for ``model`` on ``pool``, oldest first."""
     out = []
-    with s3io.available(project) as (s3, settings):
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=settings.publish_bucket, Prefix=f"{model}/")
-        for page in pages:
-            for obj in page.get("Contents", []):
-                if obj["Key"].endswith(f"/{pool}/manifest.json"):
-                    raw = s3io.get_bytes(s3, settings, settings.publish_bucket, obj["Key"])
-                    if raw is not None:
-                        out.append({"time": obj["LastModified"].isoformat(), "manifest": json.loads(raw)})
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=settings.publish_bucket, Prefix=f"{model}/")
+    for page in pages:
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(f"/{pool}/manifest.json"):
+                raw = s3io.get_bytes(s3, settings, settings.publish_bucket, obj["Key"])
+                if raw is not None:
+                    out.append({"time": obj["LastModified"].isoformat(), "manifest": json.loads(raw)})
     return sorted(out, key=lambda h: h["time"])
 
 
@@ -133,14 +132,16 @@ def _history_plot(entries: list[dict[str, Any]], quality: str) -> bytes:
     return data
 
 
-def render(project: Project, model: str, metrics: dict[str, Any], pool: str, out: Path) -> Path:
-    """Write ``out/report.html`` and ``out/plots/*.png``; returns the HTML path."""
+def render(
+    project: Project, model: str, metrics: dict[str, Any], pool: str, out: Path, entries: list[dict[str, Any]]
+) -> Path:
+    """Write ``out/report.html`` and ``out/plots/*.png``; returns the HTML path.
+    ``entries`` is the pool's publish ``history``."""
     import matplotlib
 
     matplotlib.use("Agg")
     quality = QUALITY[project.kind(model)][0]
     pick = chosen(metrics)
-    entries = history(project, model, pool)
     figures = {
         "pareto_size": _pareto(metrics, "size_bytes", "ONNX size (bytes, log)", quality, pick, True),
         "pareto_latency": _pareto(metrics, "p50_ms", "p50 latency (ms, serving batch)", quality, pick, False),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from model_compression.quantize.presets import PRESETS, preset_for
+from model_compression.registry import from_dict
 from model_compression.runtime.fingerprint import fingerprint
 from tasks.project import Project
 
@@ -78,11 +79,7 @@ def pools(project: Project) -> dict[str, PoolSpec]:
         raise ValueError("params.yaml pools must be a mapping of pool name to settings")
     out = {}
     for name, values in raw.items():
-        values = dict(values or {})
-        unknown = sorted(set(values) - {"work_pool", "deployment", "timeout_s", "preset", "publish_slower_int8"})
-        if unknown:
-            raise ValueError(f"pools.{name}: unknown field(s) {unknown}")
-        out[name] = PoolSpec(name=str(name), **values)
+        out[name] = from_dict(PoolSpec, {**(values or {}), "name": str(name)}, f"pools.{name}")
     inline = [p.name for p in out.values() if p.inline]
     if len(inline) != 1:
         raise ValueError(f"params.yaml pools: exactly one pool must have work_pool: null (this machine), got {inline}")

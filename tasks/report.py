@@ -49,9 +49,12 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
         for s, m in metrics.items()
     ]
     (out / "candidates.json").write_text(json.dumps(points, indent=2) + "\n")
-    page = html_report.render(project, model, metrics, published["pool"], out)
-    if published["version"]:  # beside the artifacts it describes
-        with s3io.available(project) as (s3, settings):
+    # One S3 session for the history the page plots and the upload beside the version
+    # (under `dvc repro` each session may start and stop the embedded server).
+    with s3io.available(project) as (s3, settings):
+        entries = html_report.history(s3, settings, model, published["pool"])
+        page = html_report.render(project, model, metrics, published["pool"], out, entries)
+        if published["version"]:  # beside the artifacts it describes
             key = f"{model}/{published['version']}/{published['pool']}/report.html"
             s3io.put_bytes(s3, settings, settings.publish_bucket, key, page.read_bytes())
             log.info("%s: report at s3://%s/%s", model, settings.publish_bucket, key)

@@ -63,6 +63,10 @@ def api_url() -> str:
     return PREFECT_API_URL.value() or SubprocessASGIServer().api_url
 
 
+class ModelsFailed(RuntimeError):
+    """Some models of a batch failed; the rest were compressed (and published)."""
+
+
 @flow(name="nightly-compression", log_prints=True)
 def nightly(
     models: list[str] | None = None,
@@ -88,9 +92,18 @@ def nightly(
         with task_runner(workers) as runner:
             args = {"root": root, "remote_pools": remote, "publish": publish}
             futures = {m: runner.submit(compress_model, parameters={"model": m, **args}) for m in chosen}
-            results = {m: f.result() for m, f in futures.items()}
-    if publish:
-        record_in_dvc(root)
+            results, failed = {}, {}
+            for m, f in futures.items():
+                try:
+                    results[m] = f.result()
+                except Exception as e:  # one model's failure never stops the batch
+                    failed[m] = e
+                    logger.error("%s failed: %s", m, e)
+    if publish and results:
+        record_in_dvc(root, None if not failed else list(results))
+    if failed:
+        reasons = "; ".join(f"{m}: {e}" for m, e in failed.items())
+        raise ModelsFailed(f"{len(failed)} of {len(chosen)} model(s) failed ({reasons}); the others are done")
     return results
 
 

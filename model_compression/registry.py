@@ -10,10 +10,11 @@ import dataclasses
 import types
 from typing import Any, TypeVar, get_type_hints
 
+from model_compression.byo.spec import EvalSpec, ModelSpec
 from model_compression.distill.embedding import EmbeddingDistillConfig
-from model_compression.distill.logits import LogitDistillConfig
+from model_compression.distill.logits import LogitDistillConfig, StudentDistillConfig
 from model_compression.factorize.svd import SVDConfig
-from model_compression.kinds import image_classifier, text_encoder
+from model_compression.kinds import custom, image_classifier, text_encoder
 from model_compression.models.fashion_cnn import CNNConfig, TrainConfig
 from model_compression.prune.magnitude import MagnitudePruneConfig
 from model_compression.quantize.onnx_int8 import OnnxInt8Config
@@ -21,16 +22,25 @@ from model_compression.score.weights import ScoreConfig
 
 # technique name -> its config class, per model kind (distillation differs by kind)
 TECHNIQUES: dict[str, dict[str, type]] = {
-    "score": {"text-encoder": ScoreConfig, "image-classifier": ScoreConfig},
-    "prune": {"text-encoder": MagnitudePruneConfig, "image-classifier": MagnitudePruneConfig},
-    "quantize": {"text-encoder": OnnxInt8Config, "image-classifier": OnnxInt8Config},
-    "factorize": {"text-encoder": SVDConfig, "image-classifier": SVDConfig},
-    "distill": {"text-encoder": EmbeddingDistillConfig, "image-classifier": LogitDistillConfig},
+    "score": {"text-encoder": ScoreConfig, "image-classifier": ScoreConfig, "custom": ScoreConfig},
+    "prune": {
+        "text-encoder": MagnitudePruneConfig,
+        "image-classifier": MagnitudePruneConfig,
+        "custom": MagnitudePruneConfig,
+    },
+    "quantize": {"text-encoder": OnnxInt8Config, "image-classifier": OnnxInt8Config, "custom": OnnxInt8Config},
+    "factorize": {"text-encoder": SVDConfig, "image-classifier": SVDConfig, "custom": SVDConfig},
+    "distill": {
+        "text-encoder": EmbeddingDistillConfig,
+        "image-classifier": LogitDistillConfig,
+        "custom": StudentDistillConfig,
+    },
 }
 
 MODEL_KINDS: dict[str, types.ModuleType] = {
     "text-encoder": text_encoder,
     "image-classifier": image_classifier,
+    "custom": custom,  # a team's own model: ONNX, safetensors + factory, TorchScript, .pt2
 }
 
 # configs that are not techniques but are read from a catalogue entry
@@ -38,6 +48,8 @@ SETTINGS: dict[str, type] = {
     "text-eval": text_encoder.TextEvalConfig,
     "cnn-arch": CNNConfig,
     "cnn-train": TrainConfig,
+    "custom-arch": ModelSpec,
+    "custom-eval": EvalSpec,
 }
 
 T = TypeVar("T")

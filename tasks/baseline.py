@@ -15,6 +15,7 @@ from torch import nn
 
 from model_compression.kinds import image_classifier, text_encoder
 from model_compression.registry import SETTINGS, from_dict
+from tasks import custom
 from tasks.project import Project
 from tasks.stage import Stage
 
@@ -27,12 +28,24 @@ def _params(project: Project, model: str) -> dict[str, Any]:
         "train": e.get("train"),
         "seed": project.seed,
         "threads": project.threads,
+        # a custom model's evaluation/calibration split is made here
+        **({"eval": e.get("eval")} if e["kind"] == "custom" else {}),
     }
+
+
+def _inputs(project: Project, model: str) -> dict[str, Path]:
+    inputs = {"fetch": project.stage_dir(model, "fetch")}
+    factory = custom.factory_file(project, model) if project.kind(model) == "custom" else None
+    if factory is not None:  # the team's model code: a change rebuilds the baseline
+        inputs["factory"] = factory
+    return inputs
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     src = project.stage_dir(model, "fetch")
     kind = project.kind(model)
+    if kind == "custom":
+        return custom.baseline(project, model, out)
     if kind == "text-encoder":
         m = text_encoder.build_baseline(src, out)
         return {"parameters": n_params(m), "onnx_bytes": os.path.getsize(out / "model.onnx")}
@@ -50,15 +63,18 @@ def n_params(model: nn.Module) -> int:
 BASELINE = Stage(
     name="baseline",
     version=1,
-    inputs=lambda p, m: {"fetch": p.stage_dir(m, "fetch")},
+    inputs=_inputs,
     params=_params,
     body=_body,
 )
 
 
-def load_fp32(project: Project, model: str) -> nn.Module:
-    """The fp32 torch model from the baseline folder."""
+def load_fp32(project: Project, model: str) -> nn.Module | None:
+    """The fp32 torch model from the baseline folder; None for a custom model whose
+    techniques work on its ONNX graph (ONNX, TorchScript and .pt2 sources)."""
     folder = project.stage_dir(model, "baseline")
+    if project.kind(model) == "custom":
+        return custom.load_fp32(project, model)
     if project.kind(model) == "text-encoder":
         return text_encoder.load(folder)[0]
     return image_classifier.load(folder)
@@ -66,7 +82,9 @@ def load_fp32(project: Project, model: str) -> nn.Module:
 
 def export(project: Project, model: str, module: nn.Module, path: Path) -> None:
     """Export a (compressed) torch model of ``model``'s kind to ONNX at ``path``."""
-    if project.kind(model) == "text-encoder":
+    if project.kind(model) == "custom":
+        custom.export(project, model, module, path)
+    elif project.kind(model) == "text-encoder":
         _, tok = text_encoder.load(project.stage_dir(model, "baseline"))
         text_encoder.export(module, tok, path)
     else:

@@ -18,7 +18,7 @@ from typing import Any
 from model_compression.registry import from_dict
 from model_compression.runtime.compare import BenchSettings, benchmark_files
 from tasks.pools import local_pool
-from tasks.project import ARTIFACT_STAGES, Project
+from tasks.project import Project
 from tasks.stage import Stage, write_json
 
 log = logging.getLogger("pipeline")
@@ -59,7 +59,7 @@ def summarize(model: str, pool: str, bench: dict[str, Any]) -> None:
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
-    files = {s: project.artifact(model, s) for s in ARTIFACT_STAGES}
+    files = project.artifacts(model)
     bench = benchmark_files(files, bench_settings(project, model))
     bench["pool"] = local_pool(project).name
     summarize(model, bench["pool"], bench)
@@ -75,7 +75,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 BENCHMARK = Stage(
     name="benchmark",
     version=4,
-    inputs=lambda p, m: {s: p.artifact(m, s) for s in ARTIFACT_STAGES},
+    inputs=lambda p, m: p.artifacts(m),
     params=lambda p, m: {"bench": p.entry(m).get("bench"), "threads": p.threads, "pool": local_pool(p).name},
     body=_body,
 )

@@ -7,22 +7,29 @@ params.yaml, and writes ``model.onnx`` (score writes ``score.json``) plus its re
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 from model_compression.distill import embedding as emb_distill
 from model_compression.distill import logits as logit_distill
+from model_compression.errors import NotApplicable
+from model_compression.factorize.onnx_svd import factorize_onnx
 from model_compression.factorize.svd import factorize as svd_factorize
 from model_compression.info.entropy import entropy_bound
+from model_compression.info.onnx_weights import onnx_layer_stats
 from model_compression.kinds import image_classifier, text_encoder
 from model_compression.prune.magnitude import prune as magnitude_prune
 from model_compression.prune.magnitude import sparsity as achieved_sparsity
+from model_compression.prune.onnx_magnitude import prune_onnx
 from model_compression.quantize.onnx_int8 import count_quantized_nodes
 from model_compression.quantize.onnx_int8 import quantize as ort_quantize
 from model_compression.quantize.presets import apply_preset
 from model_compression.registry import SETTINGS, from_dict
 from model_compression.score.weights import score as score_weights
+from tasks import custom
 from tasks.baseline import export, load_fp32, n_params
 from tasks.pools import local_pool, resolve_preset
 from tasks.project import Project
@@ -47,10 +54,56 @@ def eval_config(project: Project, model: str) -> Any:
     return from_dict(SETTINGS["text-eval"], project.entry(model).get("eval") or {}, f"{model}.eval")
 
 
+log = logging.getLogger("pipeline")
+
+
+def skip_reason(project: Project, model: str, technique: str) -> str | None:
+    """Why ``technique`` does not run for ``model`` (its stage then records the reason and
+    writes no artifact), or None. A null section in the entry means "not requested"."""
+    if project.entry(model).get(technique) is None:
+        return f"not requested ({model}.{technique} is null in params.yaml)"
+    if project.kind(model) == "custom":
+        return custom.skip_reason(project, model, technique)
+    return None
+
+
+def skippable(body: Any, technique: str) -> Any:
+    """Wrap a stage body: a technique that cannot apply is skipped with its reason, logged,
+    and recorded in the stage's record; it never fails the batch."""
+
+    def run(project: Project, model: str, out: Path) -> dict[str, Any]:
+        reason = skip_reason(project, model, technique)
+        if reason is not None:
+            log.info("%s/%s skipped: %s", model, technique, reason)
+            return {"skipped": reason}
+        try:
+            summary: dict[str, Any] = body(project, model, out)
+        except NotApplicable as e:
+            log.warning("%s/%s skipped: %s", model, technique, e)
+            for leftover in out.iterdir():  # whatever the body wrote before it found out
+                leftover.unlink()
+            return {"skipped": str(e)}
+        return summary
+
+    return run
+
+
 # --- score -------------------------------------------------------------------------------
 def _score(project: Project, model: str, out: Path) -> dict[str, Any]:
     cfg = project.config(model, "score")
     fp32 = load_fp32(project, model)
+    if fp32 is None:  # an ONNX-only model: score its initializers
+        stats = onnx_layer_stats(project.artifact(model, "baseline"), cfg.bits, cfg.min_numel)
+        write_json(out / "score.json", [dataclasses.asdict(t) for t in stats])
+        numel = sum(t.numel for t in stats)
+        bits = sum(t.numel * t.entropy_bits for t in stats)
+        return {
+            "layers": len(stats),
+            "numel": numel,
+            "entropy_bits_per_weight": bits / max(numel, 1),
+            "entropy_bound_bytes": math.ceil(bits / 8),
+            "raw_bytes_at_bits": numel * cfg.bits // 8,
+        }
     rows = score_weights(fp32, cfg)
     write_json(out / "score.json", [r.as_row() for r in rows])
     bound = entropy_bound([p.detach() for n, p in fp32.named_parameters() if n in {r.name for r in rows}], cfg.bits)
@@ -63,18 +116,22 @@ def _score(project: Project, model: str, out: Path) -> dict[str, Any]:
     }
 
 
-SCORE = Stage("score", 1, _baseline_input, _technique_params("score"), _score)
+SCORE = Stage("score", 1, _baseline_input, _technique_params("score"), skippable(_score, "score"))
 
 
 # --- prune -------------------------------------------------------------------------------
 def _prune(project: Project, model: str, out: Path) -> dict[str, Any]:
     cfg = project.config(model, "prune")
-    pruned = magnitude_prune(load_fp32(project, model), cfg)
+    fp32 = load_fp32(project, model)
+    if fp32 is None:  # prune the ONNX graph's weights
+        done = prune_onnx(project.artifact(model, "baseline"), out / "model.onnx", cfg)
+        return {**done, "on": "onnx graph", "storage_only": True}
+    pruned = magnitude_prune(fp32, cfg)
     export(project, model, pruned, out / "model.onnx")
     return {"sparsity": achieved_sparsity(pruned, cfg), "parameters": n_params(pruned), "storage_only": True}
 
 
-PRUNE = Stage("prune", 1, _baseline_input, _technique_params("prune"), _prune)
+PRUNE = Stage("prune", 1, _baseline_input, _technique_params("prune"), skippable(_prune, "prune"))
 
 
 # --- quantize ----------------------------------------------------------------------------
@@ -84,7 +141,9 @@ def quantize_to(project: Project, model: str, preset: str, dst: Path) -> dict[st
     base = project.stage_dir(model, "baseline")
     feeds = None
     if cfg.mode == "static":
-        if project.kind(model) == "text-encoder":
+        if project.kind(model) == "custom":
+            feeds = custom.calibration_feeds(project, model)
+        elif project.kind(model) == "text-encoder":
             feeds = text_encoder.calibration_feeds(base, eval_config(project, model))
         else:
             n = int((project.entry(model).get("eval") or {}).get("calibration", 256))
@@ -108,6 +167,9 @@ def _quantize_inputs(p: Project, m: str) -> dict[str, Path]:
     inputs = {"onnx": p.artifact(m, "baseline")}
     if p.kind(m) == "image-classifier":
         inputs["data"] = p.stage_dir(m, "fetch")  # calibration images
+    if p.kind(m) == "custom":
+        inputs["data"] = p.stage_dir(m, "fetch")
+        inputs["split"] = p.stage_dir(m, "baseline") / custom.SPLIT
     return inputs
 
 
@@ -117,26 +179,31 @@ def _quantize_params(p: Project, m: str) -> dict[str, Any]:
     return {**_technique_params("quantize", ("eval",))(p, m), "preset": resolve_preset(local_pool(p))}
 
 
-QUANTIZE = Stage("quantize", 2, _quantize_inputs, _quantize_params, _quantize)
+QUANTIZE = Stage("quantize", 2, _quantize_inputs, _quantize_params, skippable(_quantize, "quantize"))
 
 
 # --- factorize ---------------------------------------------------------------------------
 def _factorize(project: Project, model: str, out: Path) -> dict[str, Any]:
     cfg = project.config(model, "factorize")
     fp32 = load_fp32(project, model)
+    if fp32 is None:  # split the ONNX graph's MatMul/Gemm weights
+        ranks = factorize_onnx(project.artifact(model, "baseline"), out / "model.onnx", cfg)
+        return {"ranks": ranks, "layers_factorized": len(ranks), "on": "onnx graph"}
     before = n_params(fp32)
     low, ranks = svd_factorize(fp32, cfg)
     export(project, model, low, out / "model.onnx")
     return {"ranks": ranks, "parameters_before": before, "parameters": n_params(low), "layers_factorized": len(ranks)}
 
 
-FACTORIZE = Stage("factorize", 1, _baseline_input, _technique_params("factorize"), _factorize)
+FACTORIZE = Stage("factorize", 1, _baseline_input, _technique_params("factorize"), skippable(_factorize, "factorize"))
 
 
 # --- distill -----------------------------------------------------------------------------
 def _distill(project: Project, model: str, out: Path) -> dict[str, Any]:
     teacher = load_fp32(project, model)
-    if project.kind(model) == "text-encoder":
+    if project.kind(model) == "custom":
+        student, losses = custom.distill(project, model)
+    elif project.kind(model) == "text-encoder":
         cfg = project.config(model, "distill")
         cfg = dataclasses.replace(cfg, seed=project.seed)
         _, tok = text_encoder.load(project.stage_dir(model, "baseline"))
@@ -158,12 +225,12 @@ def _distill(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 def _distill_inputs(p: Project, m: str) -> dict[str, Path]:
     inputs = _baseline_input(p, m)
-    if p.kind(m) == "image-classifier":
+    if p.kind(m) in ("image-classifier", "custom"):
         inputs["data"] = p.stage_dir(m, "fetch")
     return inputs
 
 
-DISTILL = Stage("distill", 1, _distill_inputs, _technique_params("distill", ("eval",)), _distill)
+DISTILL = Stage("distill", 1, _distill_inputs, _technique_params("distill", ("eval",)), skippable(_distill, "distill"))
 
 
 def score(model: str, root: str = ".") -> dict[str, Any]:

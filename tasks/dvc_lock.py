@@ -19,14 +19,18 @@ def dvc_executable() -> str:
     return str(local) if local.is_file() else (shutil.which("dvc") or "dvc")
 
 
-def commit(root: str | Path = ".") -> bool:
-    """``dvc commit -f`` in ``root`` if it is a DVC repository; returns whether it ran."""
+def commit(root: str | Path = ".", models: list[str] | None = None) -> bool:
+    """``dvc commit -f`` in ``root`` if it is a DVC repository; returns whether it ran.
+    With ``models``, only their stages (``report@<model>`` and its upstream stages)."""
     root = Path(root).resolve()
     if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").is_file():
         log.info("%s is not a DVC repository: outputs not recorded in dvc.lock", root)
         return False
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    out = subprocess.run([dvc_executable(), "commit", "-f", "-q"], cwd=root, env=env, capture_output=True, text=True)
+    targets = ["-d", *(f"report@{m}" for m in models)] if models is not None else []
+    out = subprocess.run(
+        [dvc_executable(), "commit", "-f", "-q", *targets], cwd=root, env=env, capture_output=True, text=True
+    )
     if out.returncode != 0:
         raise RuntimeError(f"dvc commit failed in {root}: {out.stderr.strip()[-2000:]}")
     log.info("recorded the run's outputs in dvc.lock")

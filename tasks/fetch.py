@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from model_compression.hashing import sha256_file
+from tasks import custom
 from tasks import s3 as s3io
 from tasks.project import Project
 from tasks.sources import files_of, local_folder
@@ -23,6 +24,8 @@ MANIFEST = "MANIFEST.json"
 
 
 def _source(project: Project, model: str) -> str:
+    if project.kind(model) == "custom":
+        return custom.source(project, model)[0]
     uri = str(project.entry(model).get("source", ""))
     if not uri:
         raise ValueError(f"catalogue entry {model!r} has no 'source' URI")
@@ -36,6 +39,9 @@ def _zoo_inputs(project: Project, model: str) -> dict[str, Path]:
 
 def _zoo_body(project: Project, model: str, out: Path) -> dict[str, Any]:
     uri = _source(project, model)
+    if project.kind(model) == "custom":
+        (out / "manifest.json").write_text("{}\n")
+        return {"uri": uri, "note": "a custom model is fetched from its source file directly"}
     if not uri.startswith("s3://"):
         (out / "manifest.json").write_text("{}\n")
         return {"uri": uri, "note": "source is not on S3; nothing to seed"}
@@ -72,6 +78,8 @@ ZOO = Stage(
 
 
 def _fetch_body(project: Project, model: str, out: Path) -> dict[str, Any]:
+    if project.kind(model) == "custom":
+        return custom.fetch(project, model, out)
     uri = _source(project, model)
     if not uri.startswith("s3://"):
         folder = local_folder(uri)
@@ -95,11 +103,17 @@ def _fetch_body(project: Project, model: str, out: Path) -> dict[str, Any]:
     return {"uri": uri, "files": manifest}
 
 
+def _fetch_params(p: Project, m: str) -> dict[str, Any]:
+    if p.kind(m) == "custom":  # the model file and every eval file, with their sha256s
+        return {"files": {role: [uri, digest] for role, (uri, digest, _) in custom.files(p, m).items()}}
+    return {"source": _source(p, m)}
+
+
 FETCH = Stage(
     name="fetch",
     version=1,
     inputs=lambda p, m: {"zoo": p.stage_dir(m, "zoo") / "manifest.json"},
-    params=lambda p, m: {"source": _source(p, m)},
+    params=lambda p, m: _fetch_params(p, m),
     body=_fetch_body,
 )
 

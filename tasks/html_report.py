@@ -25,8 +25,8 @@ from typing import Any
 
 from model_compression.info.onnx_weights import onnx_layer_stats
 from tasks import s3 as s3io
-from tasks.project import ARTIFACT_STAGES, Project
-from tasks.validate import QUALITY
+from tasks.project import Project
+from tasks.validate import quality_columns
 
 TOP_TENSORS = 24  # the largest tensors per panel: MiniLM has 56, a readable chart fewer
 
@@ -77,7 +77,13 @@ def _layers(project: Project, model: str) -> bytes:
     ]
     fig, axes = plt.subplots(1, 3, figsize=(16, 0.28 * TOP_TENSORS + 1.5), layout="constrained")
     for ax, (artifact, title, values) in zip(axes, panels, strict=True):
+        if not project.artifact(model, artifact).is_file():
+            ax.set_title(f"{artifact}: skipped for this model", fontsize=9)
+            continue
         stats = sorted(onnx_layer_stats(project.artifact(model, artifact)), key=lambda t: -t.numel)[:TOP_TENSORS]
+        if not stats:
+            ax.set_title(f"{artifact}: no tensor large enough to plot", fontsize=9)
+            continue
         names = [t.name.replace("encoder.encoder.", "").replace("_quantized", "")[-38:] for t in stats]
         rows = [values(t) for t in stats]
         ys = range(len(stats))
@@ -140,7 +146,7 @@ def render(
     import matplotlib
 
     matplotlib.use("Agg")
-    quality = QUALITY[project.kind(model)][0]
+    quality = quality_columns(project, model)[0]
     pick = chosen(metrics)
     figures = {
         "pareto_size": _pareto(metrics, "size_bytes", "ONNX size (bytes, log)", quality, pick, True),
@@ -152,20 +158,24 @@ def render(
     (out / "plots").mkdir(parents=True, exist_ok=True)
     for name, data in figures.items():
         (out / "plots" / f"{name}.png").write_bytes(data)
-    cols = ["size_bytes", "ratio_vs_fp32", "entropy_bound_bytes", *QUALITY[project.kind(model)], "p50_ms"]
+    cols = ["size_bytes", "ratio_vs_fp32", "entropy_bound_bytes", *quality_columns(project, model), "p50_ms"]
     cols += ["speedup_vs_fp32", "load_ms", "model_rss_mb"]
     rows = "".join(
         "<tr>"
         + f"<td>{'fp32' if s == 'baseline' else s}{' ★' if s == pick else ''}</td>"
         + "".join(f"<td>{metrics[s][c]:,}</td>" for c in cols)
         + f"<td>{html.escape(metrics[s]['uri'] or ('reference' if s == 'baseline' else 'not published'))}</td></tr>"
-        for s in ARTIFACT_STAGES
+        for s in metrics
     )
     imgs = "".join(
         f'<figure><img alt="{n}" src="data:image/png;base64,{base64.b64encode(d).decode()}">'
         f"<figcaption>{n.replace('_', ' ')}</figcaption></figure>"
         for n, d in figures.items()
     )
+    skipped = "".join(
+        f"<li><b>{html.escape(s)}</b>: {html.escape(why)}</li>" for s, why in project.skipped(model).items()
+    )
+    skipped = f"<p>Techniques skipped for this model:</p><ul>{skipped}</ul>" if skipped else ""
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(model)} compression report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
@@ -175,6 +185,7 @@ figure{{display:inline-block;margin:1em 1em 0 0}}img{{max-width:100%}}</style></
 <h1>{html.escape(model)} ({html.escape(project.kind(model))}), pool {html.escape(pool)}</h1>
 <p>Chosen artifact (smallest published): <b>{html.escape(pick or "none")}</b>.
 {len(entries)} version(s) published on this pool so far.</p>
+{skipped}
 <table><tr><th>artifact</th>{"".join(f"<th>{c}</th>" for c in cols)}<th>published</th></tr>{rows}</table>
 {imgs}</body></html>
 """

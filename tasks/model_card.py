@@ -25,6 +25,8 @@ def render(manifest: dict[str, Any]) -> str:
             f"| {name} | {metrics['size_bytes']:,} | {metrics['ratio_vs_fp32']:.2f} | {drops or 'n/a'} | "
             f"{first['p50_ms']:.2f} | `{art['sha256'][:16]}` |"
         )
+    for name, reason in m.get("skipped", {}).items():
+        lines.append(f"| {name} | skipped: {reason} | | | | |")
     fp = m["fingerprint"]
     lines += [
         "",

@@ -27,7 +27,7 @@ from tasks.benchmark import bench_settings, summarize
 from tasks.compress import quantize_to
 from tasks.dispatch import dispatch
 from tasks.pools import local_pool, pools, resolve_preset
-from tasks.project import ARTIFACT_STAGES, Project
+from tasks.project import Project
 from tasks.publish import publish_artifacts
 from tasks.stage import library_versions, write_json
 from tasks.validate import evaluate_artifacts, judge, load_rows, tolerance
@@ -66,7 +66,7 @@ def serve_pool(model: str, pool: str, root: str = ".") -> dict[str, Any]:
     spec = pools(project)[pool]
     out = project.stage_dir(model, "pools") / pool
     out.mkdir(parents=True, exist_ok=True)
-    files = {s: project.artifact(model, s) for s in ARTIFACT_STAGES}
+    files = project.artifacts(model)
     rows = load_rows(project, model)
     settings = bench_settings(project, model)
     bench = dispatch(project, spec, files, settings)

@@ -22,6 +22,10 @@ import yaml
 from model_compression.registry import kind_module, technique_config
 
 ARTIFACT_STAGES = ("baseline", "prune", "quantize", "factorize", "distill")
+# Keys dvc.yaml declares as params of some stage: DVC fails on a missing one, so every
+# entry lists them all, null where one does not apply.
+ENTRY_KEYS = ("kind", "source", "seed", "arch", "train", "eval", "tolerance", "score", "prune", "quantize",
+              "factorize", "distill", "bench")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,14 @@ class Project:
         if model not in models:
             raise ValueError(f"unknown model {model!r}; catalogue: {sorted(models)}")
         entry = models[model]
+        if not isinstance(entry, dict):
+            raise ValueError(f"models.{model} must be a mapping, got {type(entry).__name__}")
+        missing = [k for k in ENTRY_KEYS if k not in entry]
+        if missing:
+            raise ValueError(
+                f"models.{model} lacks key(s) {missing}: every catalogue entry lists {list(ENTRY_KEYS)} "
+                "(null where one does not apply), because dvc.yaml declares them as stage params"
+            )
         kind_module(entry.get("kind", ""))  # fail early on an unknown kind
         return entry
 
@@ -83,6 +95,22 @@ class Project:
 
     def artifact(self, model: str, stage: str) -> Path:
         return self.stage_dir(model, stage) / "model.onnx"
+
+    def artifacts(self, model: str) -> dict[str, Path]:
+        """``{stage: model.onnx}`` of the artifact stages that produced one, in stage order
+        (a technique skipped for this model leaves only its record, with the reason)."""
+        return {s: self.artifact(model, s) for s in ARTIFACT_STAGES if self.artifact(model, s).is_file()}
+
+    def skipped(self, model: str) -> dict[str, str]:
+        """``{stage: reason}`` of the artifact stages skipped for ``model``."""
+        out = {}
+        for s in ARTIFACT_STAGES:
+            rec = self.stage_dir(model, s) / "record.json"
+            if rec.is_file():
+                reason = json.loads(rec.read_text()).get("summary", {}).get("skipped")
+                if reason:
+                    out[s] = str(reason)
+        return out
 
     def read_output(self, model: str, stage: str, name: str) -> Any:
         """A JSON output of a stage, e.g. ``read_output("minilm", "benchmark", "bench.json")``."""

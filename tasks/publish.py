@@ -25,10 +25,10 @@ from typing import Any
 
 from model_compression.datasets.text import gensim_datapath
 from model_compression.hashing import sha256_file, sha256_json, sha256_tree
-from tasks import model_card
+from tasks import custom, model_card
 from tasks import s3 as s3io
 from tasks.pools import PoolSpec, local_pool
-from tasks.project import ARTIFACT_STAGES, Project
+from tasks.project import Project
 from tasks.stage import Stage, library_versions, write_json
 from tasks.validate import load_rows
 
@@ -66,7 +66,9 @@ def flow_run_id() -> str | None:
 def lineage(project: Project, model: str) -> dict[str, Any]:
     """Where the artifacts came from: code, pipeline lock, input model and data hashes."""
     lock = project.root / "dvc.lock"
-    if project.kind(model) == "text-encoder":
+    if project.kind(model) == "custom":
+        data = {role: digest for role, (_, digest, _) in custom.files(project, model).items() if role != "model"}
+    elif project.kind(model) == "text-encoder":
         data = {name: sha256_file(gensim_datapath(name)) for name in TEXT_DATA}
     else:
         data = {"fashion-mnist": sha256_tree(project.stage_dir(model, "fetch"))}
@@ -74,7 +76,7 @@ def lineage(project: Project, model: str) -> dict[str, Any]:
         "git_sha": git_sha(project.root),
         "dvc_lock_sha256": sha256_file(lock) if lock.is_file() else None,
         "input_model_sha256": sha256_tree(
-            project.stage_dir(model, "fetch" if project.kind(model) == "text-encoder" else "baseline")
+            project.stage_dir(model, "baseline" if project.kind(model) == "image-classifier" else "fetch")
         ),
         "data_sha256": data,
         "flow_run_id": flow_run_id(),
@@ -88,7 +90,7 @@ def _same_content(existing: bytes, hashes: dict[str, str], where: str) -> None:
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
-    files = {s: project.artifact(model, s) for s in ARTIFACT_STAGES}
+    files = project.artifacts(model)
     bench = project.read_output(model, "benchmark", "bench.json")
     published = publish_artifacts(project, model, local_pool(project), files, load_rows(project, model), bench)
     write_json(out / "published.json", published)
@@ -157,6 +159,7 @@ def publish_artifacts(
                 "threads": project.threads,
                 "versions": library_versions(),
                 "lineage": lineage(project, model),
+                "skipped": project.skipped(model),
                 "fingerprint": bench["fingerprint"],
                 "preset": bench.get("preset"),
                 "baseline": {
@@ -220,7 +223,7 @@ def fetch_published(
 
 
 def _inputs(p: Project, m: str) -> dict[str, Path]:
-    inputs = {s: p.artifact(m, s) for s in ARTIFACT_STAGES}
+    inputs = p.artifacts(m)
     inputs["validation"] = p.stage_dir(m, "validate") / "validation.json"
     inputs["bench"] = p.stage_dir(m, "benchmark") / "bench.json"  # int8 slower than fp32 is not published
     return inputs

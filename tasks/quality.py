@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger("pipeline")
@@ -102,4 +103,43 @@ def check_metrics(
         expectations.append(e.ExpectColumnValuesToNotBeNull(column=col))
         # between -1 and 1 rejects NaN and Inf too: correlations, accuracies and cosines all lie there
         expectations.append(e.ExpectColumnValuesToBeBetween(column=col, min_value=-1.0, max_value=1.0))
+    return _run_suite(name, df, expectations)
+
+
+def check_custom_eval_data(examples: Any, task: str, name: str = "custom-eval-data") -> dict[str, Any]:
+    """A custom model's evaluation examples (``model_compression.byo.data.Examples``):
+    finite inputs; labels present, integer and every class >= 1/(4 x classes) of the rows
+    (classification); non-empty texts of bounded length and finite scores (text-embedding)."""
+    import great_expectations as gx
+
+    e = gx.expectations
+    expectations: list[Any] = [e.ExpectTableRowCountToBeBetween(min_value=10)]
+    if examples.texts is not None:
+        df = pd.DataFrame({"text": list(examples.texts)})
+        df["length"] = df["text"].fillna("").str.len()
+        expectations += [
+            e.ExpectColumnValuesToNotBeNull(column="text"),
+            e.ExpectColumnValuesToBeBetween(column="length", min_value=1, max_value=10000),
+        ]
+        if examples.y is not None:  # pairs: the human scores, one per pair
+            scores = pd.DataFrame({"score": examples.y})
+            _run_suite(
+                f"{name}-scores",
+                scores,
+                [e.ExpectColumnValuesToBeBetween(column="score", min_value=-1e9, max_value=1e9)],
+            )
+        return _run_suite(name, df, expectations)
+    x = examples.x.reshape(len(examples.x), -1).astype("float64")
+    df = pd.DataFrame({"finite": np.isfinite(x).all(1)})
+    expectations.append(e.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]))
+    if task == "classification":
+        labels = pd.Series(examples.y, dtype="float64") if examples.y is not None else pd.Series([None] * len(df))
+        df["label"] = labels.to_numpy()
+        classes = max(int(labels.nunique()), 1)
+        df["class_share"] = df["label"].map(labels.value_counts(normalize=True)).astype("float64")
+        expectations += [
+            e.ExpectColumnValuesToNotBeNull(column="label"),
+            e.ExpectColumnValuesToBeBetween(column="label", min_value=0),
+            e.ExpectColumnValuesToBeBetween(column="class_share", min_value=0.25 / classes),
+        ]
     return _run_suite(name, df, expectations)

@@ -11,9 +11,9 @@ from typing import Any
 
 from tasks import html_report
 from tasks import s3 as s3io
-from tasks.project import ARTIFACT_STAGES, Project
+from tasks.project import Project
 from tasks.stage import Stage, write_json
-from tasks.validate import QUALITY, load_rows
+from tasks.validate import load_rows, quality_columns
 
 log = logging.getLogger("pipeline")
 
@@ -24,13 +24,12 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     published = project.read_output(model, "publish", "published.json")
     first = str(bench["settings"]["batch_sizes"][0])
     metrics: dict[str, Any] = {}
-    for s in ARTIFACT_STAGES:
-        r = rows[s]
+    for s, r in rows.items():
         metrics[s] = {
             "size_bytes": r["size_bytes"],
             "ratio_vs_fp32": round(r["ratio_vs_fp32"], 4),
             "entropy_bound_bytes": r["entropy_bound_bytes"],
-            **{q: round(r[q], 4) for q in QUALITY[project.kind(model)]},
+            **{q: round(r[q], 4) for q in quality_columns(project, model)},
             "p50_ms": round(bench["results"][s][first]["p50_ms"], 3),
             "p95_ms": round(bench["results"][s][first]["p95_ms"], 3),
             "p99_ms": round(bench["results"][s][first]["p99_ms"], 3),
@@ -43,7 +42,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
         }
     write_json(out / "metrics.json", metrics)
     # One point per candidate for `dvc plots`: size against quality, the primary metric.
-    primary = QUALITY[project.kind(model)][0]
+    primary = quality_columns(project, model)[0]
     points = [
         {"artifact": s, "size_bytes": m["size_bytes"], "quality": m[primary], "p50_ms": m["p50_ms"]}
         for s, m in metrics.items()
@@ -84,7 +83,7 @@ def report(model: str, root: str = ".") -> dict[str, Any]:
 def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the per-model summary table printed at the end of a run."""
     metrics = project.read_output(model, "report", "metrics.json")
-    quality = QUALITY[project.kind(model)]
+    quality = quality_columns(project, model)
     header = [
         "artifact",
         "bytes",
@@ -97,8 +96,7 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
         "published",
     ]
     body = []
-    for s in ARTIFACT_STAGES:
-        m = metrics[s]
+    for s, m in metrics.items():
         why = "int8 slower than fp32 here" if m.get("int8_slower") else "failed tolerance"
         uri = m["uri"] or ("reference" if s == "baseline" else f"not published ({why})")
         body.append(
@@ -114,4 +112,6 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
                 uri,
             ]
         )
+    for s, reason in project.skipped(model).items():
+        body.append([s, "-", "-", "-", "-", *("-" for _ in quality), "-", "-", f"skipped: {reason}"])
     return header, body

@@ -17,9 +17,9 @@ from model_compression.datasets import fashion_mnist as fm
 from model_compression.datasets import text as text_data
 from model_compression.info.onnx_weights import onnx_weight_bound
 from model_compression.kinds import image_classifier, text_encoder
-from tasks import quality
+from tasks import custom, quality
 from tasks.compress import eval_config
-from tasks.project import ARTIFACT_STAGES, Project
+from tasks.project import Project
 from tasks.stage import Stage, write_json
 
 log = logging.getLogger("pipeline")
@@ -30,9 +30,16 @@ QUALITY = {
 }
 
 
+def quality_columns(project: Project, model: str) -> list[str]:
+    """The quality metrics of ``model``, headline first: fixed per built-in kind, from the
+    eval spec's task for a custom model."""
+    kind = project.kind(model)
+    return custom.quality(project, model) if kind == "custom" else QUALITY[kind]
+
+
 def tolerance(project: Project, model: str) -> dict[str, float]:
     tol = project.entry(model).get("tolerance") or {}
-    known = QUALITY[project.kind(model)]
+    known = quality_columns(project, model)
     unknown = sorted(set(tol) - set(known))
     if unknown:
         raise ValueError(f"{model}.tolerance: unknown metric(s) {unknown}; known: {known}")
@@ -50,7 +57,9 @@ def evaluate_artifacts(project: Project, model: str, files: dict[str, Path]) -> 
     kind = project.kind(model)
     rows, reference = [], None
     for stage, path in files.items():
-        if kind == "text-encoder":
+        if kind == "custom":
+            metrics, outputs = custom.evaluate(project, model, path, reference)
+        elif kind == "text-encoder":
             cfg = eval_config(project, model)
             metrics, outputs = text_encoder.evaluate(
                 path, project.stage_dir(model, "baseline"), cfg, project.threads, reference
@@ -78,6 +87,9 @@ def evaluate_artifacts(project: Project, model: str, files: dict[str, Path]) -> 
 
 
 def _check_eval_data(project: Project, model: str) -> dict[str, Any]:
+    if project.kind(model) == "custom":
+        ev = custom.eval_spec(project, model)
+        return quality.check_custom_eval_data(custom.examples(project, model, "eval"), ev.task)
     if project.kind(model) == "text-encoder":
         pol = text_data.load_polarity()
         return quality.check_text_eval_data(pol.texts, pol.labels.tolist())
@@ -103,8 +115,8 @@ def judge(rows: list[dict[str, Any]], tol: dict[str, float]) -> None:
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     tol = tolerance(project, model)
     gates = [_check_eval_data(project, model)]
-    rows = evaluate_artifacts(project, model, {s: project.artifact(model, s) for s in ARTIFACT_STAGES})
-    gates.append(quality.check_metrics(rows, QUALITY[project.kind(model)]))
+    rows = evaluate_artifacts(project, model, project.artifacts(model))
+    gates.append(quality.check_metrics(rows, quality_columns(project, model)))
     judge(rows, tol)
     for row in rows[1:]:
         if not row["passed"]:
@@ -117,8 +129,10 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 
 def _inputs(p: Project, m: str) -> dict[str, Path]:
-    inputs = {s: p.artifact(m, s) for s in ARTIFACT_STAGES}
+    inputs = p.artifacts(m)
     inputs["tokenizer_or_data"] = p.stage_dir(m, "baseline" if p.kind(m) == "text-encoder" else "fetch")
+    if p.kind(m) == "custom":
+        inputs["split"] = p.stage_dir(m, "baseline") / custom.SPLIT
     return inputs
 
 

@@ -130,6 +130,18 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
     }
 
 
+@pytest.fixture(scope="session")
+def byo_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """A team's own digits MLP in every input kind, its factory module and its eval data."""
+    import sys
+
+    from tests.byo.sources import build
+
+    files = build(tmp_path_factory.mktemp("team"))
+    yield files
+    sys.path.remove(str(files["factory"].parent))
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -96,3 +96,58 @@ def test_credentials_from_a_prefect_secret_block(prefect_api, s3_server, monkeyp
     monkeypatch.setenv("S3_CREDENTIALS_BLOCK", "s3-absent")
     with pytest.raises(s3io.S3Error, match=r"Secret block 's3-absent' .* not found"):
         s3io.client(st)
+
+
+def test_a_custom_model_from_s3_is_published_and_a_broken_one_does_not_stop_the_batch(
+    prefect_api, s3_server, byo_files, tmp_path: Path
+):
+    """Two catalogue entries only, no code: the team's ONNX model and eval data on S3 (sha256
+    checked), and a safetensors entry whose factory does not import."""
+    from flows.nightly import ModelsFailed, nightly
+    from model_compression.hashing import sha256_tree
+    from tests.byo.sources import entry
+    from tests.conftest import make_project
+
+    prefix = "byo" + format(abs(hash(str(tmp_path))) % 10**6, "06d")
+    params = {
+        "seed": 0,
+        "threads": 1,
+        "pools": {"local": {"work_pool": None, "preset": "avx2", "publish_slower_int8": True}},
+        "catalogue": ["digits", "broken"],
+        "s3": {
+            "endpoint_url": s3_server.endpoint_url,
+            "region": "us-east-1",
+            "zoo_bucket": f"{prefix}-zoo",
+            "publish_bucket": f"{prefix}-pub",
+            "dvc_bucket": f"{prefix}-dvc",
+        },
+    }
+    root = make_project(tmp_path / "project", {**params, "models": {}})
+    st = s3io.S3Settings.from_project(Project.at(root))
+    client = s3io.client(st)
+    s3io.ensure_buckets(client, st, st.buckets)
+    client.upload_file(str(byo_files["onnx"]), st.zoo_bucket, "team/digits.onnx")
+    client.upload_file(str(byo_files["data"]), st.zoo_bucket, "team/digits_test.npz")
+    digits = entry(byo_files, "onnx")
+    digits["source"] = {"uri": f"s3://{st.zoo_bucket}/team/digits.onnx", "sha256": sha256_tree(byo_files["onnx"])}
+    digits["eval"] = {**digits["eval"], "data": f"s3://{st.zoo_bucket}/team/digits_test.npz"}
+    broken = entry(byo_files, "safetensors")
+    broken["arch"] = {**broken["arch"], "factory": "team_models:missing"}
+    root = make_project(tmp_path / "project", {**params, "models": {"digits": digits, "broken": broken}})
+
+    with pytest.raises(ModelsFailed, match=r"1 of 2 model\(s\) failed \(broken: .*'team_models:missing' cannot be"):
+        nightly(models=None, root=str(root))
+
+    published = json.loads((root / "data/digits/publish/published.json").read_text())
+    version = published["version"]
+    assert set(published["artifacts"]) == {"prune", "quantize", "factorize"}
+    manifest = json.loads(
+        client.get_object(Bucket=st.publish_bucket, Key=f"digits/{version}/local/manifest.json")["Body"].read()
+    )
+    assert "student architecture" in manifest["skipped"]["distill"]
+    assert manifest["lineage"]["data_sha256"] == {"data": sha256_tree(byo_files["data"])}
+    card = client.get_object(Bucket=st.publish_bucket, Key=f"digits/{version}/local/README.md")["Body"].read()
+    assert "| distill | skipped: distillation needs a student architecture" in card.decode()
+    page = client.get_object(Bucket=st.publish_bucket, Key=f"digits/{version}/local/report.html")["Body"].read()
+    assert b"Techniques skipped for this model" in page and b"top3_accuracy" in page
+    assert not (root / "data/broken/baseline").exists()  # nothing half-built for the broken entry

@@ -17,8 +17,8 @@ export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW := ignore
 setup:
 	@scripts/bootstrap.sh
 
-nightly: setup  ## run the nightly flow once on the embedded default (ephemeral Prefect, local S3)
-	$(BIN)/python -m flows.nightly
+nightly: setup  ## run the nightly flow once on the embedded default (ephemeral Prefect, local S3); MODELS="a b" picks models
+	$(BIN)/python -m flows.nightly $(MODELS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -99,8 +99,8 @@ def nightly(
                 except Exception as e:  # one model's failure never stops the batch
                     failed[m] = e
                     logger.error("%s failed: %s", m, e)
-    if publish and results:
-        record_in_dvc(root, None if not failed else list(results))
+    if publish and results:  # only the stages of the models that ran: others may never have been built here
+        record_in_dvc(root, list(results))
     if failed:
         reasons = "; ".join(f"{m}: {e}" for m, e in failed.items())
         raise ModelsFailed(f"{len(failed)} of {len(chosen)} model(s) failed ({reasons}); the others are done")

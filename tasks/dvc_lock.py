@@ -29,9 +29,10 @@ def commit(root: str | Path = ".", models: list[str] | None = None) -> bool:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     targets = ["-d", *(f"report@{m}" for m in models)] if models is not None else []
     out = subprocess.run(
-        [dvc_executable(), "commit", "-f", "-q", *targets], cwd=root, env=env, capture_output=True, text=True
+        [dvc_executable(), "commit", "-f", *targets], cwd=root, env=env, capture_output=True, text=True
     )
     if out.returncode != 0:
-        raise RuntimeError(f"dvc commit failed in {root}: {out.stderr.strip()[-2000:]}")
+        detail = (out.stderr.strip() or out.stdout.strip())[-2000:]
+        raise RuntimeError(f"dvc commit {' '.join(targets)} failed in {root} (exit {out.returncode}): {detail}")
     log.info("recorded the run's outputs in dvc.lock")
     return True

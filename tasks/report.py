@@ -11,7 +11,7 @@ from typing import Any
 
 from tasks import html_report
 from tasks import s3 as s3io
-from tasks.project import Project
+from tasks.project import ARTIFACT_STAGES, Project
 from tasks.stage import Stage, write_json
 from tasks.validate import load_rows, quality_columns
 
@@ -96,7 +96,8 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
         "published",
     ]
     body = []
-    for s, m in metrics.items():
+    for s in (s for s in ARTIFACT_STAGES if s in metrics):  # metrics.json is key-sorted
+        m = metrics[s]
         why = "int8 slower than fp32 here" if m.get("int8_slower") else "failed tolerance"
         uri = m["uri"] or ("reference" if s == "baseline" else f"not published ({why})")
         body.append(

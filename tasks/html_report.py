@@ -158,12 +158,13 @@ def render(
     (out / "plots").mkdir(parents=True, exist_ok=True)
     for name, data in figures.items():
         (out / "plots" / f"{name}.png").write_bytes(data)
-    cols = ["size_bytes", "ratio_vs_fp32", "entropy_bound_bytes", *quality_columns(project, model), "p50_ms"]
+    cols = ["size_bytes", "ratio_vs_fp32", "package_bytes", "transfer_ratio", "entropy_bound_bytes"]
+    cols += ["package_vs_bound", *quality_columns(project, model), "mdl_bits", "p50_ms"]
     cols += ["speedup_vs_fp32", "load_ms", "model_rss_mb"]
     rows = "".join(
         "<tr>"
         + f"<td>{'fp32' if s == 'baseline' else s}{' ★' if s == pick else ''}</td>"
-        + "".join(f"<td>{metrics[s][c]:,}</td>" for c in cols)
+        + "".join(f"<td>{'n/a' if metrics[s][c] is None else format(metrics[s][c], ',')}</td>" for c in cols)
         + f"<td>{html.escape(metrics[s]['uri'] or ('reference' if s == 'baseline' else 'not published'))}</td></tr>"
         for s in metrics
     )

@@ -14,19 +14,21 @@ def render(manifest: dict[str, Any]) -> str:
         f"Built from git `{m['lineage']['git_sha'] or 'unknown'}` with seed {m['seed']} and {m['threads']} threads; "
         f"fp32 reference `{base['sha256'][:12]}` ({base['size_bytes']:,} bytes).",
         "",
-        "| artifact | bytes | × smaller | quality vs fp32 | p50 ms | sha256 |",
-        "|---|---|---|---|---|---|",
+        "| artifact | bytes | × smaller | package (coded/bound) | quality vs fp32 | p50 ms | sha256 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, art in m["artifacts"].items():
         metrics = art["metrics"]
         drops = ", ".join(f"{k[: -len('_drop')]} {-v:+.4f}" for k, v in metrics.items() if k.endswith("_drop"))
         first = next(iter(art["latency"].values()))
+        pk = art.get("package")
+        package = f"{pk['bytes']:,} ({pk['coded_vs_bound']:.4f})" if pk else "n/a"
         lines.append(
-            f"| {name} | {metrics['size_bytes']:,} | {metrics['ratio_vs_fp32']:.2f} | {drops or 'n/a'} | "
+            f"| {name} | {metrics['size_bytes']:,} | {metrics['ratio_vs_fp32']:.2f} | {package} | {drops or 'n/a'} | "
             f"{first['p50_ms']:.2f} | `{art['sha256'][:16]}` |"
         )
     for name, reason in m.get("skipped", {}).items():
-        lines.append(f"| {name} | skipped: {reason} | | | | |")
+        lines.append(f"| {name} | skipped: {reason} | | | | | |")
     fp = m["fingerprint"]
     lines += [
         "",

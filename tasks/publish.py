@@ -148,8 +148,12 @@ def publish_artifacts(
             _same_content(existing, hashes, f"s3://{bucket}/{prefix}")
             log.info("%s version %s already published with the same content", model, version)
         else:
+            packages = _packages(project, model, files, passed)
             for s in passed:
                 _upload_verified(s3, settings, files[s], bucket, f"{prefix}/{s}/model.onnx", hashes[s])
+                if s in packages:  # the entropy-coded transfer package of the same artifact
+                    pk = packages[s]
+                    _upload_verified(s3, settings, pk["path"], bucket, f"{prefix}/{s}/model.mcpk", pk["sha256"])
             manifest = {
                 "model": model,
                 "version": version,
@@ -168,7 +172,13 @@ def publish_artifacts(
                     **_quality(rows["baseline"]),
                 },
                 "artifacts": {
-                    s: {"uri": uris[s], "sha256": hashes[s], "metrics": rows[s], "latency": bench["results"][s]}
+                    s: {
+                        "uri": uris[s],
+                        "sha256": hashes[s],
+                        "metrics": rows[s],
+                        "latency": bench["results"][s],
+                        **({"package": _package_entry(bucket, prefix, s, packages[s])} if s in packages else {}),
+                    }
                     for s in passed
                 },
             }
@@ -182,6 +192,29 @@ def publish_artifacts(
         pointer = {"version": version, "manifest": f"{prefix}/{MANIFEST}"}
         s3io.put_bytes(s3, settings, bucket, f"{model}/{where}/latest.json", json.dumps(pointer).encode())
     return {"version": version, "pool": where, "artifacts": uris}
+
+
+def _packages(project: Project, model: str, files: dict[str, Path], names: list[str]) -> dict[str, dict[str, Any]]:
+    """The package stage's output for each of ``names`` whose file is this project's artifact
+    (a pool's own re-quantized file has no package)."""
+    folder = project.stage_dir(model, "package")
+    table = json.loads((folder / "package.json").read_text()) if (folder / "package.json").is_file() else {}
+    out = {}
+    for s in names:
+        if s in table and files[s] == project.artifact(model, s):
+            path = folder / f"{s}.mcpk"
+            out[s] = {"path": path, "sha256": sha256_file(path), **table[s]}
+    return out
+
+
+def _package_entry(bucket: str, prefix: str, name: str, pk: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "uri": f"s3://{bucket}/{prefix}/{name}/model.mcpk",
+        "sha256": pk["sha256"],
+        "bytes": pk["package_bytes"],
+        "entropy_bound_bytes": pk["entropy_bound_bytes"],
+        "coded_vs_bound": pk["coded_vs_bound"],
+    }
 
 
 def _quality(row: dict[str, Any]) -> dict[str, Any]:
@@ -226,12 +259,13 @@ def _inputs(p: Project, m: str) -> dict[str, Path]:
     inputs = p.artifacts(m)
     inputs["validation"] = p.stage_dir(m, "validate") / "validation.json"
     inputs["bench"] = p.stage_dir(m, "benchmark") / "bench.json"  # int8 slower than fp32 is not published
+    inputs["package"] = p.stage_dir(m, "package")  # transfer packages go beside the ONNX files
     return inputs
 
 
 PUBLISH = Stage(
     name="publish",
-    version=3,
+    version=4,
     inputs=_inputs,
     params=lambda p, m: {"model": p.entry(m), "s3": p.params.get("s3"), "pool": pool(p)},
     body=_body,

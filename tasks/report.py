@@ -22,6 +22,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     rows = load_rows(project, model)
     bench = project.read_output(model, "benchmark", "bench.json")
     published = project.read_output(model, "publish", "published.json")
+    packages = project.read_output(model, "package", "package.json")
     first = str(bench["settings"]["batch_sizes"][0])
     metrics: dict[str, Any] = {}
     for s, r in rows.items():
@@ -29,6 +30,10 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
             "size_bytes": r["size_bytes"],
             "ratio_vs_fp32": round(r["ratio_vs_fp32"], 4),
             "entropy_bound_bytes": r["entropy_bound_bytes"],
+            "package_bytes": packages[s]["package_bytes"],
+            "package_vs_bound": packages[s]["coded_vs_bound"],
+            "transfer_ratio": packages[s]["transfer_ratio_vs_fp32_onnx"],
+            "mdl_bits": mdl_bits(packages[s]["package_bytes"], r),
             **{q: round(r[q], 4) for q in quality_columns(project, model)},
             "p50_ms": round(bench["results"][s][first]["p50_ms"], 3),
             "p95_ms": round(bench["results"][s][first]["p95_ms"], 3),
@@ -62,17 +67,26 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 REPORT = Stage(
     name="report",
-    version=4,
+    version=5,
     inputs=lambda p, m: {
         "validation": p.stage_dir(m, "validate") / "validation.json",
         "bench": p.stage_dir(m, "benchmark") / "bench.json",
         "published": p.stage_dir(m, "publish") / "published.json",
-        "prune": p.artifact(m, "prune"),  # per-layer bars
-        "quantize": p.artifact(m, "quantize"),
+        "package": p.stage_dir(m, "package") / "package.json",
+        # per-layer bars (a technique skipped for this model has no artifact to plot)
+        **{s: path for s, path in p.artifacts(m).items() if s in ("prune", "quantize")},
     },
     params=lambda p, m: {},
     body=_body,
 )
+
+
+def mdl_bits(package_bytes: int, row: dict[str, Any]) -> float | None:
+    """Description length in bits: the model (its transfer package) plus the evaluation
+    labels coded with the model's predictions (their NLL). None where a task has no labels
+    to code (sentence embeddings)."""
+    data_bits = row.get("test_nll_bits", row.get("nll_bits"))
+    return None if data_bits is None else round(8 * package_bytes + float(data_bits), 1)
 
 
 def report(model: str, root: str = ".") -> dict[str, Any]:
@@ -86,11 +100,14 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
     quality = quality_columns(project, model)
     header = [
         "artifact",
-        "bytes",
+        "ONNX bytes",
         "x smaller",
+        "package bytes",
+        "x smaller (transfer)",
         "entropy bound",
-        "bytes/bound",
+        "coded/bound",
         *quality,
+        *(["MDL bits"] if metrics["baseline"]["mdl_bits"] is not None else []),
         "p50 ms",
         "speed-up",
         "published",
@@ -105,14 +122,17 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
                 "fp32" if s == "baseline" else s,
                 f"{m['size_bytes']:,}",
                 f"{m['ratio_vs_fp32']:.2f}",
+                f"{m['package_bytes']:,}",
+                f"{m['transfer_ratio']:.2f}",
                 f"{m['entropy_bound_bytes']:,}",
-                f"{m['size_bytes'] / m['entropy_bound_bytes']:.2f}",
+                f"{m['package_vs_bound']:.4f}",
                 *(f"{m[q]:.4f}" for q in quality),
+                *([f"{m['mdl_bits']:,.0f}"] if m["mdl_bits"] is not None else []),
                 f"{m['p50_ms']:.2f}",
                 f"{m['speedup_vs_fp32']:.2f}",
                 uri,
             ]
         )
     for s, reason in project.skipped(model).items():
-        body.append([s, "-", "-", "-", "-", *("-" for _ in quality), "-", "-", f"skipped: {reason}"])
+        body.append([s, *("-" for _ in header[1:-1]), f"skipped: {reason}"])
     return header, body

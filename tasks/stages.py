@@ -6,6 +6,7 @@ from tasks.baseline import BASELINE
 from tasks.benchmark import BENCHMARK
 from tasks.compress import DISTILL, FACTORIZE, PRUNE, QUANTIZE, SCORE
 from tasks.fetch import FETCH, ZOO
+from tasks.package import PACKAGE
 from tasks.publish import PUBLISH
 from tasks.report import REPORT
 from tasks.stage import Stage
@@ -13,7 +14,21 @@ from tasks.validate import VALIDATE
 
 STAGES: dict[str, Stage] = {
     s.name: s
-    for s in (ZOO, FETCH, BASELINE, SCORE, PRUNE, QUANTIZE, FACTORIZE, DISTILL, VALIDATE, BENCHMARK, PUBLISH, REPORT)
+    for s in (
+        ZOO,
+        FETCH,
+        BASELINE,
+        SCORE,
+        PRUNE,
+        QUANTIZE,
+        FACTORIZE,
+        DISTILL,
+        PACKAGE,
+        VALIDATE,
+        BENCHMARK,
+        PUBLISH,
+        REPORT,
+    )
 }
 
 ORDER: tuple[str, ...] = tuple(STAGES)  # run order, one model at a time

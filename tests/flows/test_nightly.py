@@ -41,6 +41,10 @@ def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api,
             key = f"{model}/{version}/local/{stage}/model.onnx"
             body = client.get_object(Bucket=st.publish_bucket, Key=key)["Body"].read()
             assert hashlib.sha256(body).hexdigest() == art["sha256"]
+            packed = client.get_object(Bucket=st.publish_bucket, Key=f"{model}/{version}/local/{stage}/model.mcpk")
+            package = packed["Body"].read()
+            assert hashlib.sha256(package).hexdigest() == art["package"]["sha256"]
+            assert len(package) == art["package"]["bytes"] < len(body)
             assert art["sha256"] == hashlib.sha256(p.artifact(model, stage).read_bytes()).hexdigest()
         latest = json.loads(
             client.get_object(Bucket=st.publish_bucket, Key=f"{model}/local/latest.json")["Body"].read()

@@ -41,9 +41,18 @@ def test_cnn_stages_produce_measured_artifacts(tiny_project: Path):
     assert rows["quantize"]["size_bytes"] < rows["baseline"]["size_bytes"]
     assert rows["prune"]["weight_density"] < 0.6
     assert rows["prune"]["entropy_bound_bytes"] < rows["baseline"]["entropy_bound_bytes"]
+    packages = json.loads((p.stage_dir("tiny-cnn", "package") / "package.json").read_text())
+    assert set(packages) == set(rows)
+    for name, pk in packages.items():  # decoded and checked by the stage; tiny tensors pay for their codebooks
+        assert pk["entropy_bound_bytes"] == rows[name]["entropy_bound_bytes"] and 1.0 <= pk["coded_vs_bound"] < 1.2
+        assert pk["package_bytes"] == (p.stage_dir("tiny-cnn", "package") / f"{name}.mcpk").stat().st_size
+    assert packages["prune"]["package_bytes"] < 0.8 * packages["baseline"]["package_bytes"]
     metrics = json.loads((p.stage_dir("tiny-cnn", "report") / "metrics.json").read_text())
     assert metrics["quantize"]["uri"].startswith("s3://")
     assert metrics["baseline"]["p50_ms"] > 0
+    base = metrics["baseline"]
+    assert base["mdl_bits"] == pytest.approx(8 * base["package_bytes"] + rows["baseline"]["test_nll_bits"], abs=0.1)
+    assert base["transfer_ratio"] == pytest.approx(rows["baseline"]["size_bytes"] / base["package_bytes"], rel=1e-3)
 
 
 def test_sidecar_records_and_up_to_date_skip(tiny_project: Path):

@@ -1,0 +1,81 @@
+"""The entropy-coded transfer package: exact round trip, size against the entropy bound."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from model_compression.info.entropy import linear_quantize
+from model_compression.info.onnx_weights import onnx_weight_bound
+from model_compression.info.package import pack, rebuild, unpack
+from model_compression.runtime.session import make_session
+
+
+def _onnx(path: Path, sparsity: float = 0.0) -> Path:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
+    with torch.no_grad():
+        w = model[0].weight
+        w[w.abs() < w.abs().flatten().kthvalue(max(1, int(sparsity * w.numel()))).values] = 0
+    torch.onnx.export(model, (torch.zeros(2, 256),), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, opset_version=17, dynamo=False)  # fmt: skip
+    return path
+
+
+def test_decoding_returns_exactly_the_encoded_symbols(tmp_path: Path):
+    src = _onnx(tmp_path / "m.onnx", sparsity=0.7)
+    stats = pack(src, tmp_path / "m.mcpk", bits=8, min_numel=1024)
+    _, symbols, scales = unpack(tmp_path / "m.mcpk")
+    originals = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer}
+    assert set(symbols) == {n for n, a in originals.items() if a.size >= 1024} and stats.tensors == 2
+    for name, sym in symbols.items():
+        expected = linear_quantize(torch.from_numpy(originals[name].copy()), 8).numpy()
+        assert np.array_equal(sym, expected)
+        assert np.abs(sym * scales[name] - originals[name]).max() <= scales[name] / 2 + 1e-7
+    assert (symbols[next(iter(symbols))] == 0).mean() >= 0.69  # pruned zeros survive coding
+
+
+def test_an_int8_artifact_round_trips_bit_exactly_and_still_runs(tmp_path: Path):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = _onnx(tmp_path / "m.onnx")
+    quantize_dynamic(str(src), str(tmp_path / "q.onnx"), weight_type=QuantType.QInt8)
+    pack(tmp_path / "q.onnx", tmp_path / "q.mcpk")
+    rebuilt = rebuild(tmp_path / "q.mcpk", tmp_path / "r.onnx")
+    before = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "q.onnx")).graph.initializer}
+    after = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(rebuilt)).graph.initializer}
+    assert before.keys() == after.keys()
+    for name, arr in before.items():
+        assert arr.dtype == after[name].dtype and np.array_equal(arr, after[name])
+    x = np.random.default_rng(0).standard_normal((4, 256)).astype(np.float32)
+    a = make_session(tmp_path / "q.onnx").run(None, {"x": x})[0]
+    b = make_session(rebuilt).run(None, {"x": x})[0]
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.9])
+def test_coded_size_is_within_two_percent_of_the_entropy_bound(tmp_path: Path, sparsity: float):
+    src = _onnx(tmp_path / "m.onnx", sparsity=sparsity)
+    stats = pack(src, tmp_path / "m.mcpk")
+    assert stats.entropy_bound_bytes == onnx_weight_bound(src).entropy_bytes  # the same symbols as the report
+    assert 1.0 <= stats.coded_vs_bound <= 1.02, stats
+    assert stats.bytes < (tmp_path / "m.onnx").stat().st_size / (3.8 if sparsity == 0 else 10)
+
+
+def test_a_corrupt_package_and_nan_weights_are_named(tmp_path: Path):
+    (tmp_path / "x.mcpk").write_bytes(b"PK\x03\x04 not a package")
+    with pytest.raises(ValueError, match=r"x.mcpk is not a transfer package"):
+        unpack(tmp_path / "x.mcpk")
+    src = _onnx(tmp_path / "m.onnx")
+    m = onnx.load(str(src))
+    init = m.graph.initializer[0]
+    arr = numpy_helper.to_array(init).copy()
+    arr.flat[0] = np.nan
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    onnx.save(m, str(src))
+    with pytest.raises(ValueError, match=r"tensor '.*' of m.onnx: weights contain NaN or Inf"):
+        pack(src, tmp_path / "m.mcpk")

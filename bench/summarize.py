@@ -8,20 +8,20 @@ from __future__ import annotations
 import sys
 
 from tasks.project import ARTIFACT_STAGES, Project
-from tasks.validate import QUALITY, load_rows
+from tasks.validate import load_rows, quality_columns
 
 
 def model_table(project: Project, model: str) -> str:
     rows = load_rows(project, model)
     bench = project.read_output(model, "benchmark", "bench.json")
     published = project.read_output(model, "publish", "published.json")["artifacts"]
-    quality = QUALITY[project.kind(model)]
+    quality = quality_columns(project, model)
     batches = [str(b) for b in bench["settings"]["batch_sizes"]]
     head = ["artifact", "ONNX bytes", "× smaller", "entropy bound bytes", "bytes / bound", *quality]
     head += [f"p50 ms (b={b})" for b in batches] + [f"p99 ms (b={batches[0]})"]
     head += [f"speed-up (b={b})" for b in batches] + ["load ms", "model RSS MiB", "published"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for s in ARTIFACT_STAGES:
+    for s in (s for s in ARTIFACT_STAGES if s in rows):
         r, lat = rows[s], bench["results"][s]
         cells = [
             "fp32" if s == "baseline" else s,
@@ -49,6 +49,23 @@ def model_table(project: Project, model: str) -> str:
     return "\n".join(lines)
 
 
+def package_table(project: Project, model: str) -> str:
+    """Transfer packages against the entropy bound, and description length where it exists."""
+    metrics = project.read_output(model, "report", "metrics.json")
+    packages = project.read_output(model, "package", "package.json")
+    head = ["artifact", "ONNX bytes", "package bytes", "× smaller than fp32 ONNX", "entropy bound bytes"]
+    head += ["coded / bound", "MDL bits (package + label NLL)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in (s for s in ARTIFACT_STAGES if s in packages):
+        pk, m = packages[s], metrics[s]
+        mdl = "n/a (no labels to code)" if m["mdl_bits"] is None else f"{m['mdl_bits']:,.0f}"
+        cells = ["fp32" if s == "baseline" else s, f"{m['size_bytes']:,}", f"{pk['package_bytes']:,}"]
+        cells += [f"{pk['transfer_ratio_vs_fp32_onnx']:.2f}", f"{pk['entropy_bound_bytes']:,}"]
+        cells += [f"{pk['coded_vs_bound']:.4f}", mdl]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _why_not(row: dict, name: str, bench: dict) -> str:
     if name in bench["int8_slower"]:
         return f"int8 slower than fp32 at batch {bench['serving_batch']}"
@@ -60,6 +77,9 @@ def main(root: str = ".") -> None:
     for model in project.catalogue():
         print(f"### {model}\n")
         print(model_table(project, model))
+        print()
+        print(f"#### {model}: transfer packages\n")
+        print(package_table(project, model))
         print()
 
 

@@ -5,7 +5,7 @@ uploaded beside the published version (``<model>/<version>/<pool>/report.html``)
 same figures are written to ``data/<model>/report/plots/`` for ``dvc plots``:
 
 - ``pareto_size.png``: size against quality, one point per candidate, failed ones hollow,
-  the chosen one (smallest passing published artifact) ringed;
+  the selected one (params.yaml ``selection``) ringed;
 - ``pareto_latency.png``: p50 latency against quality, the same marks;
 - ``layers.png``: per-tensor bars: sparsity of the pruned artifact, stored bits against
   entropy bits of the int8 artifact, entropy of the fp32 weights at 8 bits;
@@ -25,6 +25,7 @@ from typing import Any
 
 from model_compression.info.onnx_weights import onnx_layer_stats
 from tasks import s3 as s3io
+from tasks import selection
 from tasks.project import Project
 from tasks.validate import quality_columns
 
@@ -35,12 +36,6 @@ def _figure_bytes(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     return buf.getvalue()
-
-
-def chosen(metrics: dict[str, Any]) -> str | None:
-    """The artifact a serving team would take: the smallest one that was published."""
-    published = [(m["size_bytes"], s) for s, m in metrics.items() if s != "baseline" and m["uri"]]
-    return min(published)[1] if published else None
 
 
 def _pareto(metrics: dict[str, Any], x: str, xlabel: str, quality: str, pick: str | None, log_x: bool) -> bytes:
@@ -147,7 +142,7 @@ def render(
 
     matplotlib.use("Agg")
     quality = quality_columns(project, model)[0]
-    pick = chosen(metrics)
+    pick, why = selection.select(metrics, selection.policy(project))
     figures = {
         "pareto_size": _pareto(metrics, "size_bytes", "ONNX size (bytes, log)", quality, pick, True),
         "pareto_latency": _pareto(metrics, "p50_ms", "p50 latency (ms, serving batch)", quality, pick, False),
@@ -177,6 +172,12 @@ def render(
         f"<li><b>{html.escape(s)}</b>: {html.escape(why)}</li>" for s, why in project.skipped(model).items()
     )
     skipped = f"<p>Techniques skipped for this model:</p><ul>{skipped}</ul>" if skipped else ""
+    split = project.stage_dir(model, "baseline") / "split.json"  # custom models only
+    if split.is_file() and json.loads(split.read_text()).get("synthetic"):
+        skipped += (
+            "<p><b>No evaluation data:</b> quality is agreement with fp32 on samples drawn from the "
+            "declared input spec. It checks shapes and numerics only, not task quality.</p>"
+        )
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(model)} compression report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}
@@ -184,7 +185,7 @@ table{{border-collapse:collapse;font-size:12px}}td:last-child{{word-break:break-
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,td:last-child{{text-align:left}}
 figure{{display:inline-block;margin:1em 1em 0 0}}img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(model)} ({html.escape(project.kind(model))}), pool {html.escape(pool)}</h1>
-<p>Chosen artifact (smallest published): <b>{html.escape(pick or "none")}</b>.
+<p>Selected artifact: <b>{html.escape(pick or "none")}</b> ({html.escape(why)}).
 {len(entries)} version(s) published on this pool so far.</p>
 {skipped}
 <table><tr><th>artifact</th>{"".join(f"<th>{c}</th>" for c in cols)}<th>published</th></tr>{rows}</table>

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tasks import html_report
+from tasks import html_report, selection
 from tasks import s3 as s3io
 from tasks.project import ARTIFACT_STAGES, Project
 from tasks.stage import Stage, write_json
@@ -58,11 +58,18 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     with s3io.available(project) as (s3, settings):
         entries = html_report.history(s3, settings, model, published["pool"])
         page = html_report.render(project, model, metrics, published["pool"], out, entries)
-        if published["version"]:  # beside the artifacts it describes
-            key = f"{model}/{published['version']}/{published['pool']}/report.html"
-            s3io.put_bytes(s3, settings, settings.publish_bucket, key, page.read_bytes())
-            log.info("%s: report at s3://%s/%s", model, settings.publish_bucket, key)
-    return {"version": published["version"], "report": str(page.relative_to(project.root))}
+        how = selection.policy(project)
+        pick, why = selection.select(metrics, how)
+        chosen = {"policy": how, "selected": pick, "why": why, "uri": metrics[pick]["uri"] if pick else None}
+        write_json(out / "selection.json", chosen)
+        if published["version"]:  # beside the artifacts it describes; serving reads selection.json
+            prefix = f"{model}/{published['version']}/{published['pool']}"
+            s3io.put_bytes(s3, settings, settings.publish_bucket, f"{prefix}/report.html", page.read_bytes())
+            s3io.put_bytes(
+                s3, settings, settings.publish_bucket, f"{prefix}/selection.json", json.dumps(chosen).encode()
+            )
+            log.info("%s: selected %s (%s); report at s3://%s/%s", model, pick, why, settings.publish_bucket, prefix)
+    return {"version": published["version"], "report": str(page.relative_to(project.root)), "selected": pick}
 
 
 REPORT = Stage(
@@ -76,7 +83,7 @@ REPORT = Stage(
         # per-layer bars (a technique skipped for this model has no artifact to plot)
         **{s: path for s, path in p.artifacts(m).items() if s in ("prune", "quantize")},
     },
-    params=lambda p, m: {},
+    params=lambda p, m: {"selection": selection.policy(p)},
     body=_body,
 )
 

@@ -88,6 +88,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
         # which of two tiny models runs faster is noise: publish int8 regardless
         "pools": {"local": {"work_pool": None, "preset": "avx2", "publish_slower_int8": True}},
         "catalogue": ["tiny-text", "tiny-cnn"],
+        "selection": "smallest",
         "s3": {
             "endpoint_url": endpoint,
             "region": "us-east-1",

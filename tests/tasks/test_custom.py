@@ -89,6 +89,11 @@ def test_agreement_without_data_draws_from_the_input_spec_and_says_so(tmp_path: 
     assert rows["baseline"]["top1_agreement"] == 1.0 and rows["baseline"]["kl_to_fp32"] == pytest.approx(0, abs=1e-9)
     assert 0.5 < rows["quantize"]["top1_agreement"] <= 1.0 and 0 < rows["quantize"]["kl_to_fp32"] < 0.1
 
+    from tasks import html_report
+
+    page = html_report.render(Project.at(root), "digits", {}, "local", tmp_path / "r", [])
+    assert "No evaluation data" in page.read_text() and "shapes and numerics only" in page.read_text()
+
 
 @pytest.mark.parametrize(
     ("change", "error"),

@@ -50,6 +50,10 @@ def test_cnn_stages_produce_measured_artifacts(tiny_project: Path):
     metrics = json.loads((p.stage_dir("tiny-cnn", "report") / "metrics.json").read_text())
     assert metrics["quantize"]["uri"].startswith("s3://")
     assert metrics["baseline"]["p50_ms"] > 0
+    selected = json.loads((p.stage_dir("tiny-cnn", "report") / "selection.json").read_text())
+    smallest = min((m["size_bytes"], s) for s, m in metrics.items() if s != "baseline" and m["uri"])[1]
+    assert selected["policy"] == "smallest" and selected["selected"] == smallest
+    assert selected["uri"] == metrics[smallest]["uri"]
     base = metrics["baseline"]
     assert base["mdl_bits"] == pytest.approx(8 * base["package_bytes"] + rows["baseline"]["test_nll_bits"], abs=0.1)
     assert base["transfer_ratio"] == pytest.approx(rows["baseline"]["size_bytes"] / base["package_bytes"], rel=1e-3)

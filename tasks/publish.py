@@ -149,6 +149,11 @@ def publish_artifacts(
             log.info("%s version %s already published with the same content", model, version)
         else:
             packages = _packages(project, model, files, passed)
+            gates = _gates(project, model)
+            docs = project.stage_dir(model, "validate") / "gx_docs"
+            for path in sorted(p for p in docs.rglob("*") if p.is_file()) if docs.is_dir() else []:
+                # Great Expectations' Data Docs of the gate these artifacts passed
+                s3io.upload_file(s3, settings, path, bucket, f"{prefix}/gx_docs/{path.relative_to(docs).as_posix()}")
             for s in passed:
                 _upload_verified(s3, settings, files[s], bucket, f"{prefix}/{s}/model.onnx", hashes[s])
                 if s in packages:  # the entropy-coded transfer package of the same artifact
@@ -164,6 +169,9 @@ def publish_artifacts(
                 "versions": library_versions(),
                 "lineage": lineage(project, model),
                 "skipped": project.skipped(model),
+                "gates": [
+                    {**g, "docs": f"s3://{bucket}/{prefix}/{g['docs']}" if g.get("docs") else None} for g in gates
+                ],
                 "fingerprint": bench["fingerprint"],
                 "preset": bench.get("preset"),
                 "baseline": {
@@ -192,6 +200,12 @@ def publish_artifacts(
         pointer = {"version": version, "manifest": f"{prefix}/{MANIFEST}"}
         s3io.put_bytes(s3, settings, bucket, f"{model}/{where}/latest.json", json.dumps(pointer).encode())
     return {"version": version, "pool": where, "artifacts": uris}
+
+
+def _gates(project: Project, model: str) -> list[dict[str, Any]]:
+    """The Great Expectations gate summaries of ``model``'s validation (suite, expectations, docs)."""
+    path = project.stage_dir(model, "validate") / "validation.json"
+    return list(json.loads(path.read_text()).get("gates", [])) if path.is_file() else []
 
 
 def _packages(project: Project, model: str, files: dict[str, Path], names: list[str]) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,8 @@ and blocks the publish. GX 1.x, ephemeral context, pandas data frames.
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +32,17 @@ def _run_suite(name: str, df: pd.DataFrame, expectations: list[Any]) -> dict[str
     for e in expectations:
         suite.add_expectation(e)
     vd = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}-validation", data=batch, suite=suite))
-    result = vd.run(batch_parameters={"dataframe": df})
+    # A checkpoint rather than vd.run(): its UpdateDataDocsAction renders the Data Docs site
+    # (suite, results, index) that is published beside the artifact.
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{name}-checkpoint",
+            validation_definitions=[vd],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")],
+        )
+    )
+    run = checkpoint.run(batch_parameters={"dataframe": df})
+    result = next(iter(run.run_results.values()))
     failed = []
     for r in result.results:
         if not r.success:
@@ -38,11 +50,34 @@ def _run_suite(name: str, df: pd.DataFrame, expectations: list[Any]) -> dict[str
             column = cfg.kwargs.get("column", "") if cfg is not None else ""
             etype = cfg.type if cfg is not None else "?"
             failed.append(f"{etype}({column})" if column else etype)
-    summary = {"suite": name, "success": bool(result.success), "evaluated": len(result.results), "failed": failed}
+    sites = context.get_docs_sites_urls()
+    docs = sites[0]["site_url"].removeprefix("file://") if sites and sites[0].get("site_url") else None
+    summary = {
+        "suite": name,
+        "success": bool(result.success),
+        "evaluated": len(result.results),
+        "failed": failed,
+        "docs": str(Path(docs).parent) if docs else None,  # the temporary site; see keep_docs()
+    }
     if not result.success:
         raise QualityGateError(f"quality gate {name!r} failed: {', '.join(failed)}")
     log.info("quality gate %s passed (%d expectations)", name, len(result.results))
     return summary
+
+
+def keep_docs(gates: list[dict[str, Any]], dest: Path) -> None:
+    """Copy each gate's Data Docs site (pages and stylesheets; GX's fonts and images are
+    left out, 4 MB a site) to ``dest/<suite>/`` and point the summaries there."""
+    for gate in gates:
+        site = gate.get("docs")
+        if not site or not Path(site).is_dir():
+            gate["docs"] = None
+            continue
+        target = dest / gate["suite"]
+        keep = shutil.ignore_patterns("fonts", "images", "*.otf", "*.png", "*.gif", "*.svg")
+        shutil.copytree(site, target, ignore=keep, dirs_exist_ok=True)
+        shutil.rmtree(site, ignore_errors=True)  # GX's temporary site: nothing else reads it
+        gate["docs"] = f"{dest.name}/{gate['suite']}/index.html"
 
 
 def check_text_eval_data(texts: list[str], labels: list[int], name: str = "text-eval-data") -> dict[str, Any]:

@@ -121,6 +121,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     for row in rows[1:]:
         if not row["passed"]:
             log.warning("%s/%s will not be published: %s", model, row["artifact"], "; ".join(row["reasons"]))
+    quality.keep_docs(gates, out / "gx_docs")
     write_json(out / "validation.json", {"rows": rows, "gates": gates, "tolerance": tol})
     return {
         "passed": [r["artifact"] for r in rows[1:] if r["passed"]],

@@ -50,6 +50,12 @@ def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api,
             client.get_object(Bucket=st.publish_bucket, Key=f"{model}/local/latest.json")["Body"].read()
         )
         assert latest == {"version": version, "manifest": f"{model}/{version}/local/manifest.json"}
+        gates = {g["suite"]: g for g in manifest["gates"]}
+        assert {"metrics-table"} < set(gates) and all(g["success"] and not g["failed"] for g in gates.values())
+        for g in gates.values():  # each gate's Data Docs site is published beside the artifacts
+            key = g["docs"].removeprefix(f"s3://{st.publish_bucket}/")
+            page = client.get_object(Bucket=st.publish_bucket, Key=key)["Body"].read().decode()
+            assert key.endswith(f"gx_docs/{g['suite']}/index.html") and g["suite"] in page
         card = client.get_object(Bucket=st.publish_bucket, Key=f"{model}/{version}/local/README.md")["Body"].read()
         assert f"version `{version}`" in card.decode() and "dvc repro" in card.decode()
         assert "secret" not in json.dumps(manifest).lower()

@@ -139,7 +139,7 @@ def _inputs(p: Project, m: str) -> dict[str, Path]:
 
 VALIDATE = Stage(
     name="validate",
-    version=1,
+    version=2,  # 2: Data Docs in gx_docs/
     inputs=_inputs,
     params=lambda p, m: {
         "eval": p.entry(m).get("eval"),

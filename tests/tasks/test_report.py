@@ -42,7 +42,7 @@ def test_report_has_every_candidate_the_figures_and_is_uploaded(tiny_project: Pa
     page = (out / "report.html").read_text()
     for name in ("fp32", *ARTIFACT_STAGES[1:]):
         assert f"<td>{name}" in page
-    assert "Chosen artifact (smallest published)" in page and "1 version(s) published" in page
+    assert "Selected artifact: <b>" in page and "(smallest published: " in page and "1 version(s) published" in page
     plots = {f.name: Image.open(f) for f in (out / "plots").glob("*.png")}
     assert set(plots) == {"pareto_size.png", "pareto_latency.png", "layers.png", "history.png"}
     assert all(img.width > 400 and img.height > 200 for img in plots.values())

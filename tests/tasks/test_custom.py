@@ -38,6 +38,15 @@ def _project(root: Path, models: dict[str, dict]) -> Path:
     )
 
 
+def _baseline_fails(root: Path, e: dict, error: str) -> None:
+    """``e`` fetches fine, and its baseline stage fails with ``error`` leaving nothing behind."""
+    root = _project(root, {"digits": e})
+    _run(root, "digits", ("zoo", "fetch"))
+    with pytest.raises(ValueError, match=error):
+        STAGES["baseline"].run("digits", root)
+    assert not (root / "data/digits/baseline").exists() and not (root / "data/digits/baseline.partial").exists()
+
+
 def _run(root: Path, model: str, stages: tuple[str, ...] = UP_TO_VALIDATE) -> dict[str, dict]:
     return {s: STAGES[s].run(model, root)["summary"] for s in stages}
 
@@ -110,20 +119,13 @@ def test_agreement_without_data_draws_from_the_input_spec_and_says_so(tmp_path: 
 def test_a_spec_that_does_not_match_the_model_fails_before_any_compute(tmp_path: Path, byo_files, change, error):
     e = entry(byo_files, "onnx")
     e["arch"] = {**e["arch"], **change}
-    root = _project(tmp_path / "p", {"digits": e})
-    _run(root, "digits", ("zoo", "fetch"))
-    with pytest.raises(ValueError, match=error):
-        STAGES["baseline"].run("digits", root)
-    assert not (root / "data/digits/baseline").exists() and not (root / "data/digits/baseline.partial").exists()
+    _baseline_fails(tmp_path / "p", e, error)
 
 
 def test_a_torch_model_that_rejects_the_declared_shape_is_named(tmp_path: Path, byo_files):
     e = entry(byo_files, "torchscript")
     e["arch"] = {**e["arch"], "input": {"name": "pixels", "shape": [63], "std": 16.0}}
-    root = _project(tmp_path / "p", {"digits": e})
-    _run(root, "digits", ("zoo", "fetch"))
-    with pytest.raises(ValueError, match=r"examples have shape \[64\].*InputSpec.shape is \[63\]"):
-        STAGES["baseline"].run("digits", root)
+    _baseline_fails(tmp_path / "p", e, r"examples have shape \[64\].*InputSpec.shape is \[63\]")
 
 
 def test_checksum_mismatch_corrupt_file_and_nan_weights_are_named(tmp_path: Path, byo_files):
@@ -137,10 +139,7 @@ def test_checksum_mismatch_corrupt_file_and_nan_weights_are_named(tmp_path: Path
     bad = tmp_path / "truncated.onnx"
     bad.write_bytes(byo_files["onnx"].read_bytes()[:500])
     e = entry(byo_files, "onnx", source={"uri": str(bad), "sha256": sha256_tree(bad)})
-    root = _project(tmp_path / "b", {"digits": e})
-    _run(root, "digits", ("zoo", "fetch"))
-    with pytest.raises(ValueError, match=r"corrupt ONNX model"):
-        STAGES["baseline"].run("digits", root)
+    _baseline_fails(tmp_path / "b", e, r"corrupt ONNX model")
 
     import torch
     from safetensors.torch import load_file, save_file
@@ -151,10 +150,7 @@ def test_checksum_mismatch_corrupt_file_and_nan_weights_are_named(tmp_path: Path
     nan = tmp_path / "nan.safetensors"
     save_file(state, nan)
     e = entry(byo_files, "safetensors", source={"uri": str(nan), "sha256": sha256_tree(nan)})
-    root = _project(tmp_path / "c", {"digits": e})
-    _run(root, "digits", ("zoo", "fetch"))
-    with pytest.raises(ValueError, match=r"weight '2.weight' in model.safetensors contains NaN"):
-        STAGES["baseline"].run("digits", root)
+    _baseline_fails(tmp_path / "c", e, r"weight '2.weight' in model.safetensors contains NaN")
 
 
 def test_a_corrupted_eval_file_fails_with_its_name(tmp_path: Path, byo_files):
@@ -162,10 +158,7 @@ def test_a_corrupted_eval_file_fails_with_its_name(tmp_path: Path, byo_files):
     data.write_bytes(byo_files["data"].read_bytes()[:300])
     e = entry(byo_files, "onnx")
     e["eval"] = {**e["eval"], "data": str(data), "sha256": sha256_tree(data)}
-    root = _project(tmp_path / "p", {"digits": e})
-    _run(root, "digits", ("zoo", "fetch"))
-    with pytest.raises(ValueError, match=r"corrupt eval data data.npz"):
-        STAGES["baseline"].run("digits", root)
+    _baseline_fails(tmp_path / "p", e, r"corrupt eval data data.npz")
 
 
 def test_missing_labels_and_an_unknown_tolerance_metric_are_named(tmp_path: Path, byo_files):

@@ -128,7 +128,7 @@ def _local(project: Project, model: str, role: str) -> Path:
 def _load(project: Project, model: str, role: str) -> Examples:
     spec = model_spec(project, model).input
     path = _local(project, model, role)
-    if eval_spec(project, model).task == "text-embedding" and role != "probe":
+    if eval_spec(project, model).task == "text-embedding" and role == "data":
         t1, t2, scores = custom.read_pairs(path)
         return Examples(texts=tuple(t1 + t2), y=scores)  # y: the human scores, pairs stacked
     examples = custom.preprocess(custom.read_raw(path, spec), spec, f"{model}.eval.{role} ({path.name})")
@@ -145,15 +145,24 @@ def _pairs_take(ex: Examples, idx: np.ndarray) -> Examples:
     return Examples(texts=tuple(ex.texts[i] for i in idx) + tuple(ex.texts[n + i] for i in idx), y=ex.y[idx])
 
 
+def _pairs(ev: custom.EvalSpec) -> bool:
+    return ev.task == "text-embedding" and ev.data is not None
+
+
+def _examples_role(ev: custom.EvalSpec) -> str:
+    """The file evaluated (and split for calibration): the data, or a text probe on its own."""
+    return "data" if ev.data is not None else "probe"
+
+
 def make_split(project: Project, model: str) -> dict[str, Any]:
     """The evaluation/calibration split, recorded in ``baseline/split.json``."""
     ev = eval_spec(project, model)
-    if ev.data is None:
+    if ev.data is None and ev.probe is None:
         return {"synthetic": True, "samples": ev.samples, "note": "no data: examples drawn from the input spec"}
     if ev.calibration is not None:
         return {"calibration_file": ev.calibration_sha256}
-    data = _load(project, model, "data")
-    n = len(data.y) if ev.task == "text-embedding" and data.y is not None else len(data)
+    data = _load(project, model, _examples_role(ev))
+    n = len(data.y) if _pairs(ev) and data.y is not None else len(data)
     eval_idx, calib_idx = custom.split(n, ev.calibration_split, project.seed)
     return {
         "n": n,
@@ -173,10 +182,10 @@ def examples(project: Project, model: str, part: str) -> Examples:
     if split.get("synthetic"):
         return custom.synthetic(spec, ev.samples, project.seed + (part == "calibration"))
     if "calibration_file" in split:
-        return _load(project, model, "data" if part == "eval" else "calibration")
-    data = _load(project, model, "data")
+        return _load(project, model, _examples_role(ev) if part == "eval" else "calibration")
+    data = _load(project, model, _examples_role(ev))
     idx = np.asarray(split[part], dtype=np.int64)
-    return _pairs_take(data, idx) if ev.task == "text-embedding" else data.take(idx)
+    return _pairs_take(data, idx) if _pairs(ev) else data.take(idx)
 
 
 # --- baseline -----------------------------------------------------------------------------
@@ -257,7 +266,7 @@ def distill(project: Project, model: str) -> tuple[nn.Module, list[float]]:
 # --- evaluation ---------------------------------------------------------------------------
 def quality(project: Project, model: str) -> list[str]:
     ev = eval_spec(project, model)
-    return custom.quality_metrics(ev.task, ev.top_k, ev.probe is not None)
+    return custom.quality_metrics(ev.task, ev.top_k, ev.probe is not None, ev.data is not None)
 
 
 def evaluate(
@@ -268,11 +277,13 @@ def evaluate(
     if ev.task == "text-embedding":
         outputs = custom.run_text(path, spec, list(data.texts or ()), project.threads, ev.batch_size)
         probe_emb = probe_labels = None
-        if ev.probe is not None:
+        if ev.data is None:  # the probe file alone: its evaluation part is what was embedded
+            probe_emb, probe_labels = outputs, data.y
+        elif ev.probe is not None:
             probe = _load(project, model, "probe")
             probe_emb = custom.run_text(path, spec, list(probe.texts or ()), project.threads, ev.batch_size)
             probe_labels = probe.y
-        extra = (data.y, probe_emb, probe_labels)
+        extra = (data.y if ev.data is not None else None, probe_emb, probe_labels)
     else:
         assert data.x is not None
         outputs, extra = custom.run_tensor(path, spec, data.x, project.threads, ev.batch_size), None

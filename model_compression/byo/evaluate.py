@@ -23,13 +23,13 @@ from model_compression.evaluate import embedding as emb_eval
 from model_compression.runtime.session import check_inputs, make_session
 
 
-def quality_metrics(task: str, top_k: int = 5, probe: bool = False) -> list[str]:
+def quality_metrics(task: str, top_k: int = 5, probe: bool = False, pairs: bool = True) -> list[str]:
     """The quality columns of ``task``, headline first (tolerances may name any of them)."""
     if task == "classification":
         return ["accuracy", f"top{top_k}_accuracy", "agreement_to_fp32"]
     if task == "agreement":
         return ["top1_agreement", f"top{top_k}_agreement"]
-    return ["pairs_spearman", *(["probe_accuracy"] if probe else []), "cosine_to_fp32"]
+    return [*(["pairs_spearman"] if pairs else []), *(["probe_accuracy"] if probe else []), "cosine_to_fp32"]
 
 
 def run_tensor(path: Path, spec: InputSpec, x: np.ndarray, threads: int, batch_size: int) -> np.ndarray:
@@ -80,7 +80,8 @@ def score(
     task: str, outputs: np.ndarray, examples: Examples, reference: np.ndarray | None, spec: EvalSpec, extra: Any = None
 ) -> dict[str, float]:
     """Metrics of ``outputs`` (logits or embeddings) for ``task``; ``reference`` is fp32's outputs
-    (None when scoring fp32 itself). ``extra`` for text-embedding: (pair scores, probe embeddings, probe labels)."""
+    (None when scoring fp32 itself). ``extra`` for text-embedding: (pair scores or None, probe
+    embeddings or None, probe labels)."""
     ref = outputs if reference is None else reference
     if task == "classification":
         if examples.y is None:
@@ -103,7 +104,7 @@ def score(
         }
     else:
         human, probe_emb, probe_labels = extra
-        metrics = {"pairs_spearman": pairs_spearman(outputs, human)}
+        metrics = {} if human is None else {"pairs_spearman": pairs_spearman(outputs, human)}
         if probe_emb is not None:
             metrics["probe_accuracy"] = emb_eval.probe_accuracy(probe_emb, probe_labels, spec.folds)
         metrics["cosine_to_fp32"] = emb_eval.mean_cosine(outputs, ref)

@@ -121,7 +121,8 @@ class EvalSpec:
             ``x`` and, for classification, ``y``), ``.parquet`` or ``.csv`` (a ``label``
             column and feature columns, or a ``text`` column), or an image folder with a
             ``labels.csv`` (``file,label``). For text-embedding: a pairs file with columns
-            ``text1, text2, score``. Optional only for ``agreement``.
+            ``text1, text2, score``. Optional for ``agreement``, and for ``text-embedding``
+            when a probe file is given (then the probe file is split for calibration).
         sha256: the data file's sha256 (a folder: of its sorted file hashes).
         probe: text-embedding only: a labelled sentences file (``text, label``) for a
             linear-probe accuracy.
@@ -152,8 +153,12 @@ class EvalSpec:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"eval.task must be one of {list(TASKS)}, got {self.task!r}")
-        if self.data is None and self.task != "agreement":
-            raise ValueError(f"eval.data is required for task {self.task!r} (only 'agreement' can draw samples)")
+        if self.task == "text-embedding" and self.data is None and self.probe is None:
+            raise ValueError(
+                "text-embedding needs eval.data (similarity pairs), eval.probe (labelled sentences) or both"
+            )
+        if self.data is None and self.task == "classification":
+            raise ValueError("eval.data is required for task 'classification' (only 'agreement' can draw samples)")
         for uri, digest, what in (
             (self.data, self.sha256, "sha256"),
             (self.probe, self.probe_sha256, "probe_sha256"),

@@ -239,3 +239,27 @@ def test_a_technique_that_cannot_apply_is_skipped_with_its_reason(tmp_path: Path
     assert not (root / "data/digits/prune/model.onnx").exists()
     assert out["validate"]["passed"] == ["quantize", "factorize"]
     assert set(Project.at(root).skipped("digits")) == {"prune", "distill"}
+
+
+def test_a_text_encoder_with_a_probe_file_only_is_split_and_probed(tmp_path: Path, tiny_bert_dir: Path):
+    import pandas as pd
+
+    from model_compression.datasets import text as text_data
+    from model_compression.kinds import text_encoder
+
+    model, tok = text_encoder.load(tiny_bert_dir)
+    onnx_path = text_encoder.export(model, tok, tmp_path / "encoder.onnx")
+    pol = text_data.load_polarity()
+    pd.DataFrame({"text": pol.texts, "label": pol.labels}).to_csv(tmp_path / "probe.csv", index=False)
+    e = entry({"onnx": onnx_path, "data": tmp_path / "probe.csv"}, "onnx", tolerance={"probe_accuracy": 1.0})
+    e["arch"] = {"input": {"tokenizer": str(tiny_bert_dir), "max_length": 16}}
+    probe = tmp_path / "probe.csv"
+    e["eval"] = {"task": "text-embedding", "probe": str(probe), "probe_sha256": sha256_tree(probe)}
+    e["eval"].update(calibration_split=0.25, folds=3)
+    e.update(prune=None, factorize=None, distill=None, quantize={"mode": "dynamic", "per_channel": True})
+    root = _project(tmp_path / "p", {"encoder": e})
+    out = _run(root, "encoder", ("zoo", "fetch", "baseline", "quantize", "validate"))
+    assert out["baseline"]["n"] == len(pol.texts) == 200 and out["baseline"]["calibration_examples"] == 50
+    rows = {r["artifact"]: r for r in Project.at(root).read_output("encoder", "validate", "validation.json")["rows"]}
+    assert "pairs_spearman" not in rows["baseline"] and 0.4 <= rows["baseline"]["probe_accuracy"] <= 1.0
+    assert 0.8 < rows["quantize"]["cosine_to_fp32"] < 1.0

@@ -109,7 +109,14 @@ def fetch(project: Project, model: str, out: Path) -> dict[str, Any]:
         with s3io.available(project) as (s3, settings):
             for uri, _, name in remote.values():
                 bucket, key = s3io.parse_uri(uri)
-                s3io.download_file(s3, settings, bucket, key, out / name)
+                if not uri.endswith("/"):
+                    s3io.download_file(s3, settings, bucket, key, out / name)
+                    continue
+                keys = s3io.list_keys(s3, settings, bucket, key + "/")  # a folder: an image folder
+                if not keys:
+                    raise FileNotFoundError(f"{uri} holds no objects")
+                for k in keys:
+                    s3io.download_file(s3, settings, bucket, k, out / name / k[len(key) + 1 :])
     for role, (uri, digest, name) in wanted.items():
         got = sha256_tree(out / name)
         if got != digest:

@@ -236,6 +236,16 @@ def get_head(s3: Any, settings: S3Settings, bucket: str, key: str) -> dict[str, 
     return _none_if_missing(settings, bucket, key, lambda: dict(s3.head_object(Bucket=bucket, Key=key)))
 
 
+def list_keys(s3: Any, settings: S3Settings, bucket: str, prefix: str) -> list[str]:
+    """Every key under ``prefix`` (all pages), sorted."""
+
+    def op() -> list[str]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+    return _call(settings, bucket, prefix, op)
+
+
 def put_bytes(s3: Any, settings: S3Settings, bucket: str, key: str, data: bytes) -> None:
     _call(settings, bucket, key, lambda: s3.put_object(Bucket=bucket, Key=key, Body=data))
 

@@ -123,7 +123,8 @@ class EvalSpec:
             ``labels.csv`` (``file,label``). For text-embedding: a pairs file with columns
             ``text1, text2, score``. Optional for ``agreement``, and for ``text-embedding``
             when a probe file is given (then the probe file is split for calibration).
-        sha256: the data file's sha256 (a folder: of its sorted file hashes).
+        sha256: the data file's sha256 (a folder, or an ``s3://`` prefix ending in ``/``:
+            ``hashing.sha256_tree``, over its sorted relative paths and file hashes).
         probe: text-embedding only: a labelled sentences file (``text, label``) for a
             linear-probe accuracy.
         probe_sha256: its sha256.

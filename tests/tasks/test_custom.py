@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,38 @@ def test_a_text_encoder_with_a_probe_file_only_is_split_and_probed(tmp_path: Pat
     rows = {r["artifact"]: r for r in Project.at(root).read_output("encoder", "validate", "validation.json")["rows"]}
     assert "pairs_spearman" not in rows["baseline"] and 0.4 <= rows["baseline"]["probe_accuracy"] <= 1.0
     assert 0.8 < rows["quantize"]["cosine_to_fp32"] < 1.0
+
+
+def test_an_image_folder_on_s3_is_fetched_whole_and_checked(tmp_path: Path, byo_files, s3_server):
+    import pandas as pd
+    from PIL import Image
+
+    from tasks import s3 as s3io
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    pd.DataFrame({"file": [f"{i}.png" for i in range(3)], "label": [0, 1, 2]}).to_csv(
+        folder / "labels.csv", index=False
+    )
+    e = entry(byo_files, "onnx")
+    e["eval"] = {**e["eval"], "data": "s3://byo-imgs/team/imgs/", "sha256": sha256_tree(folder)}
+    root = make_project(
+        tmp_path / "p",
+        {"seed": 0, "threads": 1, "catalogue": ["digits"], "models": {"digits": e},
+         "s3": {"endpoint_url": s3_server.endpoint_url, "region": "us-east-1", "zoo_bucket": "byo-imgs",
+                "publish_bucket": "byo-pub", "dvc_bucket": "byo-dvc"}},
+    )  # fmt: skip
+    st = s3io.S3Settings.from_project(Project.at(root))
+    client = s3io.client(st)
+    s3io.ensure_buckets(client, st, st.buckets)
+    for f in sorted(folder.iterdir()):
+        client.upload_file(str(f), "byo-imgs", f"team/imgs/{f.name}")
+    out = _run(root, "digits", ("zoo", "fetch"))
+    assert out["fetch"]["files"]["data"] == {"uri": "s3://byo-imgs/team/imgs/", "sha256": sha256_tree(folder)}
+    assert sha256_tree(root / "data/digits/fetch/eval/data") == sha256_tree(folder)
+    client.upload_file(str(folder / "0.png"), "byo-imgs", "team/imgs/extra.png")  # the folder changed upstream
+    shutil.rmtree(root / "data/digits/fetch")  # a fresh machine fetches again
+    with pytest.raises(ValueError, match=r"checksum mismatch for digits data s3://byo-imgs/team/imgs/"):
+        STAGES["fetch"].run("digits", root)

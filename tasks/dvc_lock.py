@@ -21,13 +21,16 @@ def dvc_executable() -> str:
 
 def commit(root: str | Path = ".", models: list[str] | None = None) -> bool:
     """``dvc commit -f`` in ``root`` if it is a DVC repository; returns whether it ran.
-    With ``models``, only their stages (``report@<model>`` and its upstream stages)."""
+    With ``models``, only their stages (``<stage>@<model>`` for every stage: ``score``, for
+    one, feeds no later stage, so ``report@<model> --with-deps`` would miss it)."""
     root = Path(root).resolve()
     if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").is_file():
         log.info("%s is not a DVC repository: outputs not recorded in dvc.lock", root)
         return False
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    targets = ["-d", *(f"report@{m}" for m in models)] if models is not None else []
+    from tasks.stages import ORDER
+
+    targets = [f"{stage}@{m}" for m in models for stage in ORDER] if models is not None else []
     out = subprocess.run(
         [dvc_executable(), "commit", "-f", *targets], cwd=root, env=env, capture_output=True, text=True
     )

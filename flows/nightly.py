@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import logs
+from tasks import custom, logs
 from tasks import s3 as s3io
 from tasks.pools import targets
 from tasks.prefect_tasks import compress_model, record_in_dvc
@@ -84,7 +84,8 @@ def nightly(
     project = Project.at(root)
     chosen = models or project.catalogue()
     for m in chosen:
-        project.entry(m)  # unknown models and pools fail before any work starts
+        project.entry(m)  # unknown models, malformed entries and pools fail before any work starts
+        custom.check_entry(project, m)
     remote = [p.name for p in targets(project, pools) if not p.inline]
     logger = get_run_logger()
     with s3io.available(project):

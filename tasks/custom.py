@@ -74,6 +74,14 @@ def factory_file(project: Project, model: str) -> Path | None:
     return Path(spec.origin) if spec is not None and spec.origin else None
 
 
+def check_entry(project: Project, model: str) -> None:
+    """Parse a custom entry's source, arch and eval, so that a malformed one fails before
+    any work starts (a factory that does not import fails later, in its own baseline)."""
+    if project.kind(model) == "custom":
+        files(project, model)
+        model_format(project, model)
+
+
 def model_format(project: Project, model: str) -> str:
     return custom.format_of(source(project, model)[0], model_spec(project, model).format)
 

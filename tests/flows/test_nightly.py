@@ -84,6 +84,25 @@ def test_unknown_model_fails_before_any_work(prefect_api, tiny_project: Path):
     assert not (tiny_project / "data").exists()
 
 
+def test_a_malformed_custom_entry_fails_before_any_work(prefect_api, tiny_project: Path, byo_files):
+    import yaml
+
+    from flows.nightly import nightly
+    from tests.byo.sources import entry
+
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    bad = entry(byo_files, "onnx")
+    bad["eval"] = {**bad["eval"], "task": "regression"}
+    params["models"]["team"] = bad
+    params["catalogue"].append("team")
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(
+        ValueError, match=r"eval.task must be one of \['classification', 'text-embedding', 'agreement'\]"
+    ):
+        nightly(models=None, root=str(tiny_project))
+    assert not (tiny_project / "data").exists()  # not even the well-formed tiny models ran
+
+
 def test_credentials_from_a_prefect_secret_block(prefect_api, s3_server, monkeypatch):
     from prefect.blocks.system import Secret
 

@@ -32,6 +32,15 @@ def linear_quantize(w: torch.Tensor, bits: int = 8) -> torch.Tensor:
     return torch.round(w.detach() / scale).clamp(-qmax, qmax).to(torch.int64)
 
 
+def tensor_symbols(arr: np.ndarray, bits: int = 8) -> np.ndarray:
+    """The symbols a coder is handed for one stored tensor: an integer tensor (already
+    quantized) as it is, a float tensor after ``bits``-bit ``linear_quantize``. The entropy
+    bound and the transfer package both use exactly these."""
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr
+    return linear_quantize(torch.from_numpy(np.array(arr, dtype=np.float32)), bits).numpy()
+
+
 def empirical_entropy(symbols: np.ndarray | torch.Tensor) -> float:
     """Empirical (zeroth-order) entropy of a discrete symbol array, in bits per symbol."""
     arr = symbols.detach().cpu().numpy() if isinstance(symbols, torch.Tensor) else symbols

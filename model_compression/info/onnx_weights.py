@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 from onnx import numpy_helper
 
-from model_compression.info.entropy import empirical_entropy, linear_quantize
+from model_compression.info.entropy import empirical_entropy, tensor_symbols
 
 
 @dataclass(frozen=True)
@@ -37,10 +36,7 @@ def _weights(path: str | Path, bits: int, min_numel: int) -> Iterator[tuple[str,
         arr = numpy_helper.to_array(init)
         if arr.size < min_numel:
             continue
-        if np.issubdtype(arr.dtype, np.integer):
-            yield init.name, arr, arr
-        else:
-            yield init.name, arr, linear_quantize(torch.from_numpy(arr.astype(np.float32)), bits).numpy()
+        yield init.name, arr, tensor_symbols(arr, bits)
 
 
 def onnx_weight_bound(path: str | Path, bits: int = 8, min_numel: int = 1024) -> WeightBound:

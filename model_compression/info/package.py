@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 from onnx import numpy_helper
 
-from model_compression.info.entropy import empirical_entropy, linear_quantize
+from model_compression.info.entropy import empirical_entropy, tensor_symbols
 
 MAGIC = b"MCPK1\n"
 
@@ -51,16 +50,15 @@ class PackageStats:
 
 
 def _symbols(arr: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
-    """(integer symbols, scale): integers as they are (scale 0 = not quantized here)."""
+    """(int64 symbols, scale) of one tensor (``tensor_symbols``): weights = symbols x scale;
+    scale 0 marks an integer tensor stored as it is."""
     if np.issubdtype(arr.dtype, np.integer):
-        return arr.astype(np.int64), 0.0
-    w = torch.from_numpy(np.array(arr, dtype=np.float32))  # a writable copy
-    if not torch.isfinite(w).all():
+        return tensor_symbols(arr, bits).astype(np.int64), 0.0
+    if not np.isfinite(arr).all():
         raise ValueError("weights contain NaN or Inf values")
-    q = linear_quantize(w, bits)
-    levels = 2 ** (bits - 1) - 1
-    scale = float(w.abs().max()) / levels if float(w.abs().max()) > 0 else 1.0
-    return q.numpy().astype(np.int64), scale
+    peak = float(np.abs(arr.astype(np.float32)).max())
+    scale = peak / (2 ** (bits - 1) - 1) if peak > 0 else 1.0  # linear_quantize's own scale
+    return tensor_symbols(arr, bits).astype(np.int64), scale
 
 
 def _varints(values: np.ndarray) -> bytes:

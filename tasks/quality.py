@@ -21,7 +21,10 @@ class QualityGateError(ValueError):
     """A Great Expectations suite failed; the message names the failed expectations."""
 
 
-def _run_suite(name: str, df: pd.DataFrame, expectations: list[Any]) -> dict[str, Any]:
+def _run_suite(name: str, df: pd.DataFrame, expectations: list[Any], docs: Path | None = None) -> dict[str, Any]:
+    """Run one suite; with ``docs``, keep its Data Docs site (pages and stylesheets: GX's
+    fonts and images, 4 MB a site, are left out) in ``docs/<name>/``. GX's own temporary
+    site is removed either way."""
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
@@ -51,13 +54,21 @@ def _run_suite(name: str, df: pd.DataFrame, expectations: list[Any]) -> dict[str
             etype = cfg.type if cfg is not None else "?"
             failed.append(f"{etype}({column})" if column else etype)
     sites = context.get_docs_sites_urls()
-    docs = sites[0]["site_url"].removeprefix("file://") if sites and sites[0].get("site_url") else None
+    url = sites[0].get("site_url") if sites else None
+    site = Path(url.removeprefix("file://")).parent if url else None
+    kept = None
+    if site is not None and site.is_dir():
+        if docs is not None and result.success:
+            keep = shutil.ignore_patterns("fonts", "images", "*.otf", "*.png", "*.gif", "*.svg")
+            shutil.copytree(site, docs / name, ignore=keep, dirs_exist_ok=True)
+            kept = f"{docs.name}/{name}/index.html"
+        shutil.rmtree(site, ignore_errors=True)
     summary = {
         "suite": name,
         "success": bool(result.success),
         "evaluated": len(result.results),
         "failed": failed,
-        "docs": str(Path(docs).parent) if docs else None,  # the temporary site; see keep_docs()
+        "docs": kept,
     }
     if not result.success:
         raise QualityGateError(f"quality gate {name!r} failed: {', '.join(failed)}")
@@ -65,22 +76,9 @@ def _run_suite(name: str, df: pd.DataFrame, expectations: list[Any]) -> dict[str
     return summary
 
 
-def keep_docs(gates: list[dict[str, Any]], dest: Path) -> None:
-    """Copy each gate's Data Docs site (pages and stylesheets; GX's fonts and images are
-    left out, 4 MB a site) to ``dest/<suite>/`` and point the summaries there."""
-    for gate in gates:
-        site = gate.get("docs")
-        if not site or not Path(site).is_dir():
-            gate["docs"] = None
-            continue
-        target = dest / gate["suite"]
-        keep = shutil.ignore_patterns("fonts", "images", "*.otf", "*.png", "*.gif", "*.svg")
-        shutil.copytree(site, target, ignore=keep, dirs_exist_ok=True)
-        shutil.rmtree(site, ignore_errors=True)  # GX's temporary site: nothing else reads it
-        gate["docs"] = f"{dest.name}/{gate['suite']}/index.html"
-
-
-def check_text_eval_data(texts: list[str], labels: list[int], name: str = "text-eval-data") -> dict[str, Any]:
+def check_text_eval_data(
+    texts: list[str], labels: list[int], name: str = "text-eval-data", docs: Path | None = None
+) -> dict[str, Any]:
     """Labelled texts: non-empty strings, binary labels, both classes present in balance."""
     import great_expectations as gx
 
@@ -98,10 +96,13 @@ def check_text_eval_data(texts: list[str], labels: list[int], name: str = "text-
             e.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
             e.ExpectColumnMeanToBeBetween(column="label", min_value=0.3, max_value=0.7),
         ],
+        docs,
     )
 
 
-def check_image_eval_data(labels: list[int], pixel_mean: float, name: str = "image-eval-data") -> dict[str, Any]:
+def check_image_eval_data(
+    labels: list[int], pixel_mean: float, name: str = "image-eval-data", docs: Path | None = None
+) -> dict[str, Any]:
     """Labelled images: ten classes, none under 5 %, pixel mean of a normalised set near 0."""
     import great_expectations as gx
 
@@ -118,11 +119,12 @@ def check_image_eval_data(labels: list[int], pixel_mean: float, name: str = "ima
             e.ExpectColumnDistinctValuesToEqualSet(column="label", value_set=list(range(10))),
             e.ExpectColumnValuesToBeBetween(column="pixel_mean", min_value=-0.5, max_value=0.5),
         ],
+        docs,
     )
 
 
 def check_metrics(
-    rows: list[dict[str, Any]], quality_columns: list[str], name: str = "metrics-table"
+    rows: list[dict[str, Any]], quality_columns: list[str], name: str = "metrics-table", docs: Path | None = None
 ) -> dict[str, Any]:
     """The metrics table: one row per artifact, no NaN/Inf, positive sizes, bounded quality."""
     import great_expectations as gx
@@ -138,10 +140,12 @@ def check_metrics(
         expectations.append(e.ExpectColumnValuesToNotBeNull(column=col))
         # between -1 and 1 rejects NaN and Inf too: correlations, accuracies and cosines all lie there
         expectations.append(e.ExpectColumnValuesToBeBetween(column=col, min_value=-1.0, max_value=1.0))
-    return _run_suite(name, df, expectations)
+    return _run_suite(name, df, expectations, docs)
 
 
-def check_custom_eval_data(examples: Any, task: str, name: str = "custom-eval-data") -> dict[str, Any]:
+def check_custom_eval_data(
+    examples: Any, task: str, name: str = "custom-eval-data", docs: Path | None = None
+) -> dict[str, Any]:
     """A custom model's evaluation examples (``model_compression.byo.data.Examples``):
     finite inputs; labels present, integer and every class >= 1/(4 x classes) of the rows
     (classification); non-empty texts of bounded length and finite scores (text-embedding)."""
@@ -156,14 +160,11 @@ def check_custom_eval_data(examples: Any, task: str, name: str = "custom-eval-da
             e.ExpectColumnValuesToNotBeNull(column="text"),
             e.ExpectColumnValuesToBeBetween(column="length", min_value=1, max_value=10000),
         ]
-        if examples.y is not None:  # pairs: the human scores, one per pair
-            scores = pd.DataFrame({"score": examples.y})
-            _run_suite(
-                f"{name}-scores",
-                scores,
-                [e.ExpectColumnValuesToBeBetween(column="score", min_value=-1e9, max_value=1e9)],
-            )
-        return _run_suite(name, df, expectations)
+        if examples.y is not None:  # per-text labels, or pair scores (texts stacked first, then second)
+            y = np.asarray(examples.y, dtype="float64")
+            df["target"] = np.tile(y, len(df) // max(len(y), 1))
+            expectations.append(e.ExpectColumnValuesToBeBetween(column="target", min_value=-1e9, max_value=1e9))
+        return _run_suite(name, df, expectations, docs)
     x = examples.x.reshape(len(examples.x), -1).astype("float64")
     df = pd.DataFrame({"finite": np.isfinite(x).all(1)})
     expectations.append(e.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]))
@@ -177,4 +178,4 @@ def check_custom_eval_data(examples: Any, task: str, name: str = "custom-eval-da
             e.ExpectColumnValuesToBeBetween(column="label", min_value=0),
             e.ExpectColumnValuesToBeBetween(column="class_share", min_value=0.25 / classes),
         ]
-    return _run_suite(name, df, expectations)
+    return _run_suite(name, df, expectations, docs)

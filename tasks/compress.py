@@ -35,6 +35,8 @@ from tasks.pools import local_pool, resolve_preset
 from tasks.project import Project
 from tasks.stage import Stage, write_json
 
+log = logging.getLogger("pipeline")
+
 
 def _baseline_input(p: Project, m: str) -> dict[str, Path]:
     return {"baseline": p.stage_dir(m, "baseline")}
@@ -52,9 +54,6 @@ def _technique_params(technique: str, extra: tuple[str, ...] = ()) -> Any:
 
 def eval_config(project: Project, model: str) -> Any:
     return from_dict(SETTINGS["text-eval"], project.entry(model).get("eval") or {}, f"{model}.eval")
-
-
-log = logging.getLogger("pipeline")
 
 
 def skip_reason(project: Project, model: str, technique: str) -> str | None:

@@ -9,7 +9,7 @@ An entry (see README, "Compress your own model")::
 ``fetch`` downloads the model and eval files and checks every sha256; ``baseline`` checks
 the model against the declared inputs and the data against the declared shape before any
 compute, and records the evaluation/calibration split. The other stages call the helpers
-here through ``tasks.kinds``.
+here where a stage meets a custom model.
 """
 
 from __future__ import annotations
@@ -284,22 +284,26 @@ def quality(project: Project, model: str) -> list[str]:
     return custom.quality_metrics(ev.task, ev.top_k, ev.probe is not None, ev.data is not None)
 
 
-def evaluate(
-    project: Project, model: str, path: Path, reference: np.ndarray | None
-) -> tuple[dict[str, float], np.ndarray]:
+def evaluator(project: Project, model: str) -> Any:
+    """``evaluate(path, reference) -> (metrics, outputs)`` for ``model``'s artifacts; the
+    eval examples (and a probe file) are read and preprocessed once, not per artifact."""
     ev, spec = eval_spec(project, model), model_spec(project, model).input
     data = examples(project, model, "eval")
-    if ev.task == "text-embedding":
-        outputs = custom.run_text(path, spec, list(data.texts or ()), project.threads, ev.batch_size)
-        probe_emb = probe_labels = None
-        if ev.data is None:  # the probe file alone: its evaluation part is what was embedded
-            probe_emb, probe_labels = outputs, data.y
-        elif ev.probe is not None:
-            probe = _load(project, model, "probe")
-            probe_emb = custom.run_text(path, spec, list(probe.texts or ()), project.threads, ev.batch_size)
-            probe_labels = probe.y
-        extra = (data.y if ev.data is not None else None, probe_emb, probe_labels)
-    else:
-        assert data.x is not None
-        outputs, extra = custom.run_tensor(path, spec, data.x, project.threads, ev.batch_size), None
-    return custom.score(ev.task, outputs, data, reference, ev, extra), outputs
+    probe = _load(project, model, "probe") if ev.task == "text-embedding" and ev.data is not None and ev.probe else None
+
+    def evaluate(path: Path, reference: np.ndarray | None) -> tuple[dict[str, float], np.ndarray]:
+        if ev.task == "text-embedding":
+            outputs = custom.run_text(path, spec, list(data.texts or ()), project.threads, ev.batch_size)
+            probe_emb = probe_labels = None
+            if ev.data is None:  # the probe file alone: its evaluation part is what was embedded
+                probe_emb, probe_labels = outputs, data.y
+            elif probe is not None:
+                probe_emb = custom.run_text(path, spec, list(probe.texts or ()), project.threads, ev.batch_size)
+                probe_labels = probe.y
+            extra = (data.y if ev.data is not None else None, probe_emb, probe_labels)
+        else:
+            assert data.x is not None
+            outputs, extra = custom.run_tensor(path, spec, data.x, project.threads, ev.batch_size), None
+        return custom.score(ev.task, outputs, data, reference, ev, extra), outputs
+
+    return evaluate

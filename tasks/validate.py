@@ -56,9 +56,10 @@ def evaluate_artifacts(project: Project, model: str, files: dict[str, Path]) -> 
         raise ValueError(f"evaluate_artifacts: the first file must be the fp32 baseline, got {list(files)}")
     kind = project.kind(model)
     rows, reference = [], None
+    evaluate_custom = custom.evaluator(project, model) if kind == "custom" else None
     for stage, path in files.items():
-        if kind == "custom":
-            metrics, outputs = custom.evaluate(project, model, path, reference)
+        if evaluate_custom is not None:
+            metrics, outputs = evaluate_custom(path, reference)
         elif kind == "text-encoder":
             cfg = eval_config(project, model)
             metrics, outputs = text_encoder.evaluate(

@@ -46,7 +46,9 @@ def prunable(model: nn.Module, cfg: MagnitudePruneConfig) -> list[tuple[str, nn.
     ]
 
 
-def _threshold(values: torch.Tensor, sparsity: float) -> float:
+def threshold(values: torch.Tensor, sparsity: float) -> float:
+    """The magnitude at or below which ``sparsity`` of ``values`` (magnitudes) fall; -1 when
+    nothing is to be pruned. Ties at the threshold are pruned too."""
     k = int(sparsity * values.numel())
     if k == 0:
         return -1.0  # nothing below any magnitude
@@ -64,12 +66,12 @@ def prune(model: nn.Module, cfg: MagnitudePruneConfig) -> nn.Module:
     if not params:
         raise ValueError("model has no prunable weight matrices")
     if cfg.scope == "global":
-        t = _threshold(torch.cat([p.abs().flatten() for _, p in params]), cfg.sparsity)
+        t = threshold(torch.cat([p.abs().flatten() for _, p in params]), cfg.sparsity)
         for _, p in params:
             p.masked_fill_(p.abs() <= t, 0.0)
     else:
         for _, p in params:
-            p.masked_fill_(p.abs() <= _threshold(p.abs().flatten(), cfg.sparsity), 0.0)
+            p.masked_fill_(p.abs() <= threshold(p.abs().flatten(), cfg.sparsity), 0.0)
     return model
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 from onnx import numpy_helper
 
 from model_compression.errors import NotApplicable
-from model_compression.prune.magnitude import MagnitudePruneConfig
+from model_compression.prune.magnitude import MagnitudePruneConfig, threshold
 
 WEIGHT_OPS = {"MatMul": 1, "Gemm": 1, "Conv": 1, "ConvTranspose": 1}  # op -> index of its weight input
 
@@ -39,13 +40,6 @@ def weight_initializers(model: onnx.ModelProto, cfg: MagnitudePruneConfig) -> li
     return [inits[n] for n in names]
 
 
-def _kth_abs(values: np.ndarray, sparsity: float) -> float:
-    k = int(sparsity * values.size)
-    if k == 0:
-        return -1.0
-    return float(np.partition(values, k - 1)[k - 1])
-
-
 def prune_onnx(src: str | Path, dst: str | Path, cfg: MagnitudePruneConfig) -> dict[str, float]:
     """Zero the smallest-|w| weights of the ONNX model at ``src``; write it to ``dst``.
 
@@ -63,10 +57,10 @@ def prune_onnx(src: str | Path, dst: str | Path, cfg: MagnitudePruneConfig) -> d
         if not np.isfinite(arr).all():
             raise ValueError(f"weight {name!r} in {src} contains NaN or Inf values")
     if cfg.scope == "global":
-        threshold = _kth_abs(np.concatenate([np.abs(a).ravel() for a in arrays.values()]), cfg.sparsity)
-        cut = dict.fromkeys(arrays, threshold)
+        everything = torch.from_numpy(np.concatenate([np.abs(a).ravel() for a in arrays.values()]))
+        cut = dict.fromkeys(arrays, threshold(everything, cfg.sparsity))
     else:
-        cut = {n: _kth_abs(np.abs(a).ravel(), cfg.sparsity) for n, a in arrays.items()}
+        cut = {n: threshold(torch.from_numpy(np.abs(a).ravel()), cfg.sparsity) for n, a in arrays.items()}
     zeros = total = 0
     for t in targets:
         arr = arrays[t.name].copy()

@@ -21,6 +21,7 @@ from torch import nn
 
 from model_compression import onnx_export
 from model_compression.byo.spec import InputSpec, ModelSpec
+from model_compression.runtime.isolated import declared_inputs
 
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -134,21 +135,13 @@ def export(model: TorchModel, spec: ModelSpec, path: Path) -> Path:
     return path
 
 
-def onnx_inputs(path: Path) -> list[tuple[str, list[int | str], str]]:
-    """``(name, shape, type)`` of each graph input that is not an initializer."""
+def onnx_inputs(path: Path) -> list[tuple[str, list[Any], str]]:
+    """``(name, shape, type)`` of each graph input (``runtime.isolated.declared_inputs``);
+    a file that does not parse is an error naming it."""
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return declared_inputs(path)
     except Exception as e:
         raise ValueError(f"corrupt ONNX model {path.name}: {e}") from e
-    inits = {i.name for i in model.graph.initializer}
-    out = []
-    for i in model.graph.input:
-        if i.name in inits:
-            continue
-        t = i.type.tensor_type
-        shape: list[int | str] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
-        out.append((i.name, shape, f"tensor({onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)})"))
-    return out
 
 
 def check_onnx_inputs(path: Path, spec: InputSpec) -> None:
@@ -172,6 +165,6 @@ def check_onnx_inputs(path: Path, spec: InputSpec) -> None:
         raise ValueError(
             f"InputSpec.shape {list(spec.shape)} (plus a batch axis) does not match {path.name}'s input shape {shape}"
         )
-    np_dtype = dtype.removeprefix("tensor(").removesuffix(")")
-    if np.dtype(np_dtype) != np.dtype(spec.dtype):
+    np_dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(onnx.TensorProto.DataType.Value(dtype.upper())))
+    if np_dtype != np.dtype(spec.dtype):
         raise ValueError(f"InputSpec.dtype is {spec.dtype} but {path.name}'s input {spec.name!r} is {np_dtype}")

@@ -20,7 +20,7 @@ from model_compression.byo.data import Examples
 from model_compression.byo.spec import EvalSpec, InputSpec
 from model_compression.evaluate import classification as cls_eval
 from model_compression.evaluate import embedding as emb_eval
-from model_compression.runtime.session import check_inputs, make_session
+from model_compression.runtime.session import check_inputs, make_session, run_batched
 
 
 def quality_metrics(task: str, top_k: int = 5, probe: bool = False, pairs: bool = True) -> list[str]:
@@ -34,12 +34,7 @@ def quality_metrics(task: str, top_k: int = 5, probe: bool = False, pairs: bool 
 
 def run_tensor(path: Path, spec: InputSpec, x: np.ndarray, threads: int, batch_size: int) -> np.ndarray:
     """Outputs of the ONNX model at ``path`` on ``x``, in batches, as float64 (N, classes)."""
-    session = make_session(path, threads)
-    check_inputs(session, {spec.name: x[:batch_size]})
-    out = np.concatenate(
-        [session.run(None, {spec.name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
-    )
-    return out.reshape(len(x), -1).astype(np.float64)
+    return run_batched(path, spec.name, x, threads, batch_size).reshape(len(x), -1).astype(np.float64)
 
 
 def run_text(path: Path, spec: InputSpec, texts: list[str], threads: int, batch_size: int) -> np.ndarray:

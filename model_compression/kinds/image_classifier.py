@@ -18,7 +18,7 @@ from model_compression import onnx_export
 from model_compression.datasets import fashion_mnist as fm
 from model_compression.evaluate import classification as cls_eval
 from model_compression.models.fashion_cnn import CNNConfig, FashionCNN, TrainConfig, train
-from model_compression.runtime.session import check_inputs, make_session
+from model_compression.runtime.session import run_batched
 
 INPUT, OUTPUT = "image", "logits"
 
@@ -64,9 +64,7 @@ def export(model: torch.nn.Module, path: Path) -> Path:
 
 
 def onnx_logits(path: Path, x: np.ndarray, threads: int, batch_size: int = 500) -> np.ndarray:
-    session = make_session(path, threads)
-    check_inputs(session, {INPUT: x[:batch_size]})
-    return np.concatenate([session.run(None, {INPUT: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
+    return run_batched(path, INPUT, x, threads, batch_size)
 
 
 def evaluate(

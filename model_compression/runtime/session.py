@@ -44,6 +44,14 @@ def check_inputs(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) ->
             raise ValueError(f"input {name!r}: model expects shape {shape}, eval spec gives {list(arr.shape)}")
 
 
+def run_batched(path: str | Path, name: str, x: np.ndarray, threads: int, batch_size: int) -> np.ndarray:
+    """The first output of the ONNX model at ``path`` on input ``name`` = ``x``, run in
+    batches of ``batch_size``; the first batch is checked against the declared inputs."""
+    session = make_session(path, threads)
+    check_inputs(session, {name: x[:batch_size]})
+    return np.concatenate([session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     """Latency of one input batch, in milliseconds, over ``runs`` timed calls.

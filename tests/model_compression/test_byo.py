@@ -23,6 +23,8 @@ def test_spec_errors_name_the_field():
         InputSpec(shape=(4,), std=(1.0, 0.0))
     with pytest.raises(ValueError, match=r"eval.task must be one of"):
         EvalSpec(task="regression", data="x.npz", sha256=SHA)
+    with pytest.raises(ValueError, match=r"text-embedding needs eval.data \(similarity pairs\), eval.probe"):
+        EvalSpec(task="text-embedding")
     with pytest.raises(ValueError, match=r"eval.data is required for task 'classification'"):
         EvalSpec(task="classification")
     with pytest.raises(ValueError, match=r"eval.sha256 must be the 64-hex-digit sha256 of 'x.npz'"):

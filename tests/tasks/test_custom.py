@@ -299,3 +299,19 @@ def test_an_image_folder_on_s3_is_fetched_whole_and_checked(tmp_path: Path, byo_
     shutil.rmtree(root / "data/digits/fetch")  # a fresh machine fetches again
     with pytest.raises(ValueError, match=r"checksum mismatch for digits data s3://byo-imgs/team/imgs/"):
         STAGES["fetch"].run("digits", root)
+
+
+def test_malformed_entries_are_named(tmp_path: Path, byo_files):
+    e = entry(byo_files, "onnx")
+    del e["bench"]
+    with pytest.raises(ValueError, match=r"models.digits lacks key\(s\) \['bench'\]: every catalogue entry lists"):
+        Project.at(_project(tmp_path / "a", {"digits": e})).entry("digits")
+    e = entry(byo_files, "onnx", source=str(byo_files["onnx"]))
+    with pytest.raises(ValueError, match=r"digits.source must be \{uri: <path or s3://...>, sha256: <hex>\}"):
+        STAGES["zoo"].run("digits", _project(tmp_path / "b", {"digits": e}))
+    e = entry(byo_files, "onnx")
+    e["arch"] = {**e["arch"], "factory": "team_models:mlp"}
+    _baseline_fails(tmp_path / "c", e, r"digits.arch.factory applies to safetensors weights only; model.onnx is onnx")
+    e = entry(byo_files, "safetensors")
+    e["arch"] = {k: v for k, v in e["arch"].items() if k not in ("factory", "factory_args")}
+    _baseline_fails(tmp_path / "d", e, r"digits.arch.factory is required for safetensors weights")

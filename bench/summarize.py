@@ -66,6 +66,40 @@ def package_table(project: Project, model: str) -> str:
     return "\n".join(lines)
 
 
+def search_table(project: Project, model: str) -> str:
+    """Every trial of the model's search, and why it stopped."""
+    folder = project.stage_dir(model, "search")
+    if not (folder / "search.json").is_file():
+        return "(no search for this model)"
+    summary = project.read_output(model, "search", "search.json")
+    trials = project.read_output(model, "search", "trials.json")
+    quality = quality_columns(project, model)
+    head = ["trial", "recipe", "status", "ONNX bytes", "entropy bound bytes", *quality, "p50 ms (b=1)", "seconds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in trials:
+        done = t["status"] in ("passed", "failed")
+        cells = [
+            str(t["trial"]),
+            t["recipe"],
+            t["status"] + ("" if t["status"] != "failed" else f": {t['reasons'][0]}"),
+        ]
+        cells += [f"{t['size_bytes']:,}", f"{t['entropy_bound_bytes']:,}"] if done else ["-", "-"]
+        cells += [f"{t[q]:.4f}" for q in quality] if done else ["-"] * len(quality)
+        cells += [f"{t['p50_ms']:.3f}" if done else "-", f"{t.get('seconds', 0):.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    best = summary["best"]
+    lines.append("")
+    lines.append(
+        f"{summary['completed']} of {summary['planned']} trials evaluated in {summary['elapsed_s']:.0f} s "
+        f"(budget {summary['budget_s']:.0f} s), stopped by: {summary['stopped_by']}; "
+        + (f"picked {best['recipe']} ({summary['selection']}), {best['ratio_vs_fp32']:.2f}x smaller than fp32."
+           if best else f"nothing passed; nearest miss: {summary['nearest_miss']}.")
+        + (f" Dropped before any trial: {'; '.join(summary['dropped_by_sensitivity'])}."
+           if summary["dropped_by_sensitivity"] else "")
+    )  # fmt: skip
+    return "\n".join(lines)
+
+
 def _why_not(row: dict, name: str, bench: dict) -> str:
     if name in bench["int8_slower"]:
         return f"int8 slower than fp32 at batch {bench['serving_batch']}"
@@ -80,6 +114,9 @@ def main(root: str = ".") -> None:
         print()
         print(f"#### {model}: transfer packages\n")
         print(package_table(project, model))
+        print()
+        print(f"#### {model}: recipe search\n")
+        print(search_table(project, model))
         print()
 
 

@@ -19,6 +19,7 @@ from model_compression.models.fashion_cnn import CNNConfig, TrainConfig
 from model_compression.prune.magnitude import MagnitudePruneConfig
 from model_compression.quantize.onnx_int8 import OnnxInt8Config
 from model_compression.score.weights import ScoreConfig
+from model_compression.search.space import SearchConfig
 
 # technique name -> its config class, per model kind (distillation differs by kind)
 TECHNIQUES: dict[str, dict[str, type]] = {
@@ -50,6 +51,7 @@ SETTINGS: dict[str, type] = {
     "cnn-train": TrainConfig,
     "custom-arch": ModelSpec,
     "custom-eval": EvalSpec,
+    "search": SearchConfig,
 }
 
 T = TypeVar("T")

@@ -134,20 +134,21 @@ PRUNE = Stage("prune", 1, _baseline_input, _technique_params("prune"), skippable
 
 
 # --- quantize ----------------------------------------------------------------------------
-def quantize_to(project: Project, model: str, preset: str, dst: Path) -> dict[str, Any]:
-    """int8 of ``model``'s fp32 ONNX for a hardware ``preset``, written to ``dst``."""
+def calibration_feeds(project: Project, model: str) -> list[dict[str, Any]]:
+    """Calibration batches of ``model`` (never its evaluation data): ONNX feed dicts."""
+    if project.kind(model) == "custom":
+        return custom.calibration_feeds(project, model)
+    if project.kind(model) == "text-encoder":
+        return text_encoder.calibration_feeds(project.stage_dir(model, "baseline"), eval_config(project, model))
+    n = int((project.entry(model).get("eval") or {}).get("calibration", 256))
+    return image_classifier.calibration_feeds(project.stage_dir(model, "fetch"), n)
+
+
+def quantize_to(project: Project, model: str, preset: str, dst: Path, src: Path | None = None) -> dict[str, Any]:
+    """int8 of ``model``'s fp32 ONNX (or of ``src``) for a hardware ``preset``, written to ``dst``."""
     cfg = apply_preset(project.config(model, "quantize"), preset)
-    base = project.stage_dir(model, "baseline")
-    feeds = None
-    if cfg.mode == "static":
-        if project.kind(model) == "custom":
-            feeds = custom.calibration_feeds(project, model)
-        elif project.kind(model) == "text-encoder":
-            feeds = text_encoder.calibration_feeds(base, eval_config(project, model))
-        else:
-            n = int((project.entry(model).get("eval") or {}).get("calibration", 256))
-            feeds = image_classifier.calibration_feeds(project.stage_dir(model, "fetch"), n)
-    ort_quantize(base / "model.onnx", dst, cfg, feeds)
+    feeds = calibration_feeds(project, model) if cfg.mode == "static" else None
+    ort_quantize(src or project.artifact(model, "baseline"), dst, cfg, feeds)
     return {
         "mode": cfg.mode,
         "preset": preset,

@@ -133,11 +133,71 @@ def _history_plot(entries: list[dict[str, Any]], quality: str) -> bytes:
     return data
 
 
+def _fronts_plot(fronts: list[dict[str, Any]], quality: str) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    runs = list(dict.fromkeys(r["run"] for r in fronts))
+    for i, run in enumerate(runs):
+        pts = sorted((r["size_bytes"], r["quality"]) for r in fronts if r["run"] == run and r["on_front"])
+        tonight = run == "tonight"
+        ax.step([p[0] for p in pts], [p[1] for p in pts], "o-", where="post", color="C3" if tonight else "C0",
+                alpha=1.0 if tonight else 0.25 + 0.5 * i / max(len(runs), 1), lw=2 if tonight else 1,
+                label=run if tonight or i == len(runs) - 2 else None)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("ONNX size (bytes, log)")
+    ax.set_ylabel(quality)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Pareto front (size x quality x latency), {len(runs)} run(s)", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    data = _figure_bytes(fig)
+    plt.close(fig)
+    return data
+
+
+def _trials_plot(trials: list[dict[str, Any]], quality: str) -> bytes:
+    import matplotlib.pyplot as plt
+
+    from model_compression.search.pareto import front
+
+    done = [t for t in trials if t["status"] in ("passed", "failed")]
+    passing = [t for t in done if t["status"] == "passed"]
+    on = front(passing, {"size_bytes": "min", quality: "max", "p50_ms": "min"}) if passing else []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for t in done:
+        ok = t["status"] == "passed"
+        ax.scatter(
+            t["size_bytes"], t[quality], s=40, facecolors="C0" if ok else "none", edgecolors="C0" if ok else "C3"
+        )
+    for t, keep in zip(passing, on, strict=True):
+        if keep:
+            ax.scatter(t["size_bytes"], t[quality], s=160, facecolors="none", edgecolors="C2", linewidths=1.5)
+            ax.annotate(
+                t["recipe"], (t["size_bytes"], t[quality]), textcoords="offset points", xytext=(5, 3), fontsize=7
+            )
+    ax.set_xscale("log")
+    ax.set_xlabel("ONNX size (bytes, log)")
+    ax.set_ylabel(quality)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"search: {len(done)} trials, filled: passed, ringed: on the front", fontsize=9)
+    data = _figure_bytes(fig)
+    plt.close(fig)
+    return data
+
+
 def render(
-    project: Project, model: str, metrics: dict[str, Any], pool: str, out: Path, entries: list[dict[str, Any]]
+    project: Project,
+    model: str,
+    metrics: dict[str, Any],
+    pool: str,
+    out: Path,
+    entries: list[dict[str, Any]],
+    fronts: list[dict[str, Any]] | None = None,
+    trials: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``out/report.html`` and ``out/plots/*.png``; returns the HTML path.
-    ``entries`` is the pool's publish ``history``."""
+    ``entries`` is the pool's publish ``history``, ``fronts`` the Pareto front of tonight
+    and earlier runs, ``trials`` the search's trials."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,6 +210,10 @@ def render(
     }
     if entries:
         figures["history"] = _history_plot(entries, quality)
+    if fronts:
+        figures["pareto_runs"] = _fronts_plot(fronts, quality)
+    if trials and any(t["status"] in ("passed", "failed") for t in trials):
+        figures["search_trials"] = _trials_plot(trials, quality)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     for name, data in figures.items():
         (out / "plots" / f"{name}.png").write_bytes(data)

@@ -20,17 +20,20 @@ import hashlib
 import json
 import logging
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from model_compression.datasets.text import gensim_datapath
 from model_compression.hashing import sha256_file, sha256_json, sha256_tree
-from tasks import custom, model_card
+from model_compression.search.pareto import front
+from model_compression.search.space import allowed_drop
+from tasks import custom, model_card, quality, regression
 from tasks import s3 as s3io
 from tasks.pools import PoolSpec, local_pool
 from tasks.project import Project
 from tasks.stage import Stage, library_versions, write_json
-from tasks.validate import load_rows
+from tasks.validate import load_rows, model_gates, quality_columns, tolerance
 
 log = logging.getLogger("pipeline")
 MANIFEST = "manifest.json"
@@ -148,12 +151,17 @@ def publish_artifacts(
             _same_content(existing, hashes, f"s3://{bucket}/{prefix}")
             log.info("%s version %s already published with the same content", model, version)
         else:
+            # the release table, then the version serving uses now: either raises before any upload
+            release = _release_gate(project, model, passed, rows, bench)
+            regression_record = _regression(project, model, spec, files, passed, bench, s3, settings)
             packages = _packages(project, model, files, passed)
             gates = _gates(project, model)
             docs = project.stage_dir(model, "validate") / "gx_docs"
             for path in sorted(p for p in docs.rglob("*") if p.is_file()) if docs.is_dir() else []:
-                # Great Expectations' Data Docs of the gate these artifacts passed
+                # Great Expectations' Data Docs of the gates these artifacts passed
                 s3io.upload_file(s3, settings, path, bucket, f"{prefix}/gx_docs/{path.relative_to(docs).as_posix()}")
+            for rel, data in release["site"].items():
+                s3io.put_bytes(s3, settings, bucket, f"{prefix}/gx_docs/{rel}", data)
             for s in passed:
                 _upload_verified(s3, settings, files[s], bucket, f"{prefix}/{s}/model.onnx", hashes[s])
                 if s in packages:  # the entropy-coded transfer package of the same artifact
@@ -169,8 +177,11 @@ def publish_artifacts(
                 "versions": library_versions(),
                 "lineage": lineage(project, model),
                 "skipped": project.skipped(model),
+                "regression": regression_record,
+                "pareto": pareto_front(rows, bench, passed, quality_columns(project, model)[0]),
                 "gates": [
-                    {**g, "docs": f"s3://{bucket}/{prefix}/{g['docs']}" if g.get("docs") else None} for g in gates
+                    {**g, "docs": f"s3://{bucket}/{prefix}/{g['docs']}" if g.get("docs") else None}
+                    for g in [*gates, release["summary"]]
                 ],
                 "fingerprint": bench["fingerprint"],
                 "preset": bench.get("preset"),
@@ -200,6 +211,91 @@ def publish_artifacts(
         pointer = {"version": version, "manifest": f"{prefix}/{MANIFEST}"}
         s3io.put_bytes(s3, settings, bucket, f"{model}/{where}/latest.json", json.dumps(pointer).encode())
     return {"version": version, "pool": where, "artifacts": uris}
+
+
+def _release_gate(
+    project: Project, model: str, names: list[str], rows: dict[str, dict[str, Any]], bench: dict[str, Any]
+) -> dict[str, Any]:
+    """Great Expectations on the table about to be published for this pool (quality,
+    drops within tolerance, size and latency budgets, embedding norms); raises
+    ``QualityGateError`` naming the failed expectation. Returns its summary and its Data
+    Docs site as ``{relative path: bytes}``."""
+    serving = str(bench["serving_batch"])
+    base = rows["baseline"]
+    qcols = quality_columns(project, model)
+    tol = tolerance(project, model)
+    table = []
+    for s in names:
+        r = rows[s]
+        row = {"artifact": s, "size_bytes": r["size_bytes"], "p50_ms": bench["results"][s][serving]["p50_ms"]}
+        row.update({q: r[q] for q in qcols})
+        row.update({f"{m}_drop": base[m] - r[m] for m in tol})
+        if "embedding_norm" in r and base.get("embedding_norm"):
+            row["embedding_norm_ratio"] = r["embedding_norm"] / base["embedding_norm"]
+        table.append(row)
+    allowed = {m: allowed_drop(spec, base[m]) for m, spec in tol.items()}
+    with tempfile.TemporaryDirectory(prefix="release-docs-") as tmp:
+        site = Path(tmp) / "gx_docs"
+        summary = quality.check_release(table, qcols, allowed, model_gates(project, model), docs=site)
+        files = {f.relative_to(site).as_posix(): f.read_bytes() for f in sorted(site.rglob("*")) if f.is_file()}
+    return {"summary": summary, "site": files}
+
+
+def pareto_front(
+    rows: dict[str, dict[str, Any]], bench: dict[str, Any], names: list[str], quality: str
+) -> list[dict[str, Any]]:
+    """The published artifacts on this pool's front of size x quality x latency (p50 at
+    the serving batch): what the report plots across nights."""
+    serving = str(bench["serving_batch"])
+    pts = [
+        {
+            "artifact": s,
+            "size_bytes": rows[s]["size_bytes"],
+            "quality": rows[s][quality],
+            "p50_ms": bench["results"][s][serving]["p50_ms"],
+        }
+        for s in names
+    ]
+    on = front(pts, {"size_bytes": "min", "quality": "max", "p50_ms": "min"}) if pts else []
+    return [p for p, keep in zip(pts, on, strict=True) if keep]
+
+
+def _regression(
+    project: Project,
+    model: str,
+    spec: PoolSpec,
+    files: dict[str, Path],
+    names: list[str],
+    bench: dict[str, Any],
+    s3: Any,
+    settings: s3io.S3Settings,
+) -> dict[str, Any] | None:
+    """The regression gate against the version ``latest.json`` names for this model and
+    pool (None when nothing was published before)."""
+    bucket = settings.publish_bucket
+    pointer = s3io.get_bytes(s3, settings, bucket, f"{model}/{spec.name}/latest.json")
+    if pointer is None:
+        return None
+    prev = json.loads(pointer)
+    raw = s3io.get_bytes(s3, settings, bucket, prev["manifest"])
+    if raw is None:
+        raise FileNotFoundError(f"latest.json of {model}/{spec.name} names {prev['manifest']}, which is missing")
+    previous = json.loads(raw)
+
+    def fetch(name: str, dest: Path) -> None:
+        s3io.download_file(s3, settings, bucket, f"{model}/{previous['version']}/{spec.name}/{name}/model.onnx", dest)
+
+    return regression.check(
+        project,
+        model,
+        files,
+        names,
+        previous,
+        fetch,
+        measure_latency_here=spec.inline,
+        batch=int(bench.get("serving_batch", 1)),
+        seq_len=int((bench.get("settings") or {}).get("seq_len", 128)),
+    )
 
 
 def _gates(project: Project, model: str) -> list[dict[str, Any]]:
@@ -279,9 +375,15 @@ def _inputs(p: Project, m: str) -> dict[str, Path]:
 
 PUBLISH = Stage(
     name="publish",
-    version=4,
+    version=5,  # 5: regression gate and Pareto front in the manifest
     inputs=_inputs,
-    params=lambda p, m: {"model": p.entry(m), "s3": p.params.get("s3"), "pool": pool(p)},
+    params=lambda p, m: {
+        "model": p.entry(m),
+        "s3": p.params.get("s3"),
+        "pool": pool(p),
+        "regression": p.params.get("regression"),
+        "gates": model_gates(p, m),
+    },
     body=_body,
 )
 

@@ -93,6 +93,11 @@ def check_text_eval_data(
             e.ExpectTableRowCountToBeBetween(min_value=20),
             e.ExpectColumnValuesToNotBeNull(column="text"),
             e.ExpectColumnValuesToBeBetween(column="length", min_value=1, max_value=5000),
+            # the length distribution: sentences and reviews, not fragments nor whole documents
+            e.ExpectColumnMedianToBeBetween(column="length", min_value=20, max_value=2000),
+            # every text one length: a file truncated or padded to a fixed width
+            # (GX 1.x cannot store a quantile expectation's result: numpy bools in its JSON)
+            e.ExpectColumnStdevToBeBetween(column="length", min_value=1.0),
             e.ExpectColumnValuesToBeInSet(column="label", value_set=[0, 1]),
             e.ExpectColumnMeanToBeBetween(column="label", min_value=0.3, max_value=0.7),
         ],
@@ -178,4 +183,81 @@ def check_custom_eval_data(
             e.ExpectColumnValuesToBeBetween(column="label", min_value=0),
             e.ExpectColumnValuesToBeBetween(column="class_share", min_value=0.25 / classes),
         ]
+    return _run_suite(name, df, expectations, docs)
+
+
+def feeds_sha256(feeds: list[dict[str, Any]]) -> str:
+    """sha256 over calibration feeds: every array's name, dtype, shape and bytes, in order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for feed in feeds:
+        for name in sorted(feed):
+            a = np.ascontiguousarray(feed[name])
+            h.update(f"{name}|{a.dtype}|{a.shape}|".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def check_calibration_data(
+    feeds: list[dict[str, Any]], pinned: str | None, name: str = "calibration-data", docs: Path | None = None
+) -> dict[str, Any]:
+    """The calibration batches: present, finite, and (when ``pinned``) exactly the set the
+    pin names: int8 scales and sensitivity scores are only reproducible from the same set."""
+    import great_expectations as gx
+
+    digest = feeds_sha256(feeds)
+    rows = [
+        {"batch": i, "samples": len(next(iter(f.values()))), "finite": all(np.isfinite(v).all() for v in f.values())}
+        for i, f in enumerate(feeds)
+    ]
+    df = pd.DataFrame(rows or [{"batch": None, "samples": 0, "finite": False}]).assign(calibration_sha256=digest)
+    e = gx.expectations
+    expectations: list[Any] = [
+        e.ExpectColumnValuesToNotBeNull(column="batch"),
+        e.ExpectColumnValuesToBeBetween(column="samples", min_value=1),
+        e.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
+    ]
+    if pinned:
+        expectations.append(e.ExpectColumnValuesToBeInSet(column="calibration_sha256", value_set=[pinned]))
+    else:
+        log.warning("calibration set not pinned: pin it with gates.<model>.calibration_sha256: %s", digest)
+    summary = _run_suite(name, df, expectations, docs)
+    return {**summary, "calibration_sha256": digest, "pinned": bool(pinned)}
+
+
+def check_release(
+    rows: list[dict[str, Any]],
+    quality_columns: list[str],
+    allowed: dict[str, float],
+    budgets: dict[str, Any],
+    name: str = "release-table",
+    docs: Path | None = None,
+) -> dict[str, Any]:
+    """The table of what is about to be published on one pool: finite quality, every drop
+    within tolerance, size and p50 latency within the model's budgets, embedding norms
+    within [0.8, 1.25] x fp32's."""
+    import great_expectations as gx
+
+    df = pd.DataFrame(rows)
+    e = gx.expectations
+    expectations: list[Any] = [
+        e.ExpectColumnValuesToBeUnique(column="artifact"),
+        # without a budget the upper bounds still reject Inf (a timer that never stopped)
+        e.ExpectColumnValuesToBeBetween(
+            column="size_bytes", min_value=1, max_value=budgets.get("max_size_bytes", 1e13)
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="p50_ms", min_value=0, max_value=budgets.get("max_p50_ms", 1e7), strict_min=True
+        ),
+    ]
+    for col in ["size_bytes", "p50_ms", *quality_columns]:  # GX counts NaN as missing: "between" skips it
+        expectations.append(e.ExpectColumnValuesToNotBeNull(column=col))
+    for col in quality_columns:
+        expectations.append(e.ExpectColumnValuesToBeBetween(column=col, min_value=-1.0, max_value=1.0))
+    for metric, limit in allowed.items():
+        expectations.append(e.ExpectColumnValuesToBeBetween(column=f"{metric}_drop", max_value=limit + 1e-12))
+    if "embedding_norm_ratio" in df:
+        norms = e.ExpectColumnValuesToBeBetween(column="embedding_norm_ratio", min_value=0.8, max_value=1.25)
+        expectations.append(norms)
     return _run_suite(name, df, expectations, docs)

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from model_compression.search.pareto import Direction, front
 from tasks import html_report, selection
 from tasks import s3 as s3io
 from tasks.project import ARTIFACT_STAGES, Project
@@ -25,6 +26,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     packages = project.read_output(model, "package", "package.json")
     first = str(bench["settings"]["batch_sizes"][0])
     metrics: dict[str, Any] = {}
+    primary = quality_columns(project, model)[0]
     for s, r in rows.items():
         metrics[s] = {
             "size_bytes": r["size_bytes"],
@@ -47,7 +49,6 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
         }
     write_json(out / "metrics.json", metrics)
     # One point per candidate for `dvc plots`: size against quality, the primary metric.
-    primary = quality_columns(project, model)[0]
     points = [
         {"artifact": s, "size_bytes": m["size_bytes"], "quality": m[primary], "p50_ms": m["p50_ms"]}
         for s, m in metrics.items()
@@ -57,7 +58,13 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     # (under `dvc repro` each session may start and stop the embedded server).
     with s3io.available(project) as (s3, settings):
         entries = html_report.history(s3, settings, model, published["pool"])
-        page = html_report.render(project, model, metrics, published["pool"], out, entries)
+        fronts = pareto_runs(metrics, primary, entries, published["version"])
+        (out / "pareto.json").write_text(json.dumps(fronts, indent=2) + "\n")
+        trials = project.stage_dir(model, "search") / "trials.json"
+        page = html_report.render(
+            project, model, metrics, published["pool"], out, entries, fronts,
+            json.loads(trials.read_text()) if trials.is_file() else [],
+        )  # fmt: skip
         how = selection.policy(project)
         pick, why = selection.select(metrics, how)
         chosen = {"policy": how, "selected": pick, "why": why, "uri": metrics[pick]["uri"] if pick else None}
@@ -74,7 +81,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 REPORT = Stage(
     name="report",
-    version=5,
+    version=6,  # 6: Pareto front across runs, search trials
     inputs=lambda p, m: {
         "validation": p.stage_dir(m, "validate") / "validation.json",
         "bench": p.stage_dir(m, "benchmark") / "bench.json",
@@ -82,10 +89,35 @@ REPORT = Stage(
         "package": p.stage_dir(m, "package") / "package.json",
         # per-layer bars (a technique skipped for this model has no artifact to plot)
         **{s: path for s, path in p.artifacts(m).items() if s in ("prune", "quantize")},
+        "search": p.stage_dir(m, "search"),  # the trials plotted beside the front
     },
     params=lambda p, m: {"selection": selection.policy(p)},
     body=_body,
 )
+
+
+OBJECTIVES: dict[str, Direction] = {"size_bytes": "min", "quality": "max", "p50_ms": "min"}
+
+
+def pareto_runs(
+    metrics: dict[str, Any], primary: str, entries: list[dict[str, Any]], version: str | None
+) -> list[dict[str, Any]]:
+    """Tonight's published artifacts with their place on the size x quality x latency
+    front, then the front of every earlier version of this pool (from its manifest): the
+    front kept across nightly runs, for ``dvc plots`` and the HTML report."""
+    pts = [
+        {"artifact": s, "size_bytes": m["size_bytes"], "quality": m[primary], "p50_ms": m["p50_ms"]}
+        for s, m in metrics.items()
+        if s != "baseline" and m["uri"]
+    ]
+    on = front(pts, OBJECTIVES) if pts else []
+    rows = [{**p, "run": "tonight", "on_front": keep} for p, keep in zip(pts, on, strict=True)]
+    for e in entries:
+        m = e["manifest"]
+        if m.get("version") != version:
+            run = f"{e['time'][:10]} {m.get('version', '?')[:8]}"
+            rows += [{**p, "run": run, "on_front": True} for p in m.get("pareto", [])]
+    return rows
 
 
 def mdl_bits(package_bytes: int, row: dict[str, Any]) -> float | None:

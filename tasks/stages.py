@@ -9,6 +9,7 @@ from tasks.fetch import FETCH, ZOO
 from tasks.package import PACKAGE
 from tasks.publish import PUBLISH
 from tasks.report import REPORT
+from tasks.search import SEARCH
 from tasks.stage import Stage
 from tasks.validate import VALIDATE
 
@@ -23,6 +24,7 @@ STAGES: dict[str, Stage] = {
         QUANTIZE,
         FACTORIZE,
         DISTILL,
+        SEARCH,
         PACKAGE,
         VALIDATE,
         BENCHMARK,

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from model_compression.datasets import fashion_mnist as fm
 from model_compression.datasets import text as text_data
 from model_compression.info.onnx_weights import onnx_weight_bound
 from model_compression.kinds import image_classifier, text_encoder
+from model_compression.search.space import allowed_drop, shortfall
 from tasks import custom, quality
-from tasks.compress import eval_config
+from tasks.compress import calibration_feeds, eval_config
 from tasks.project import Project
 from tasks.stage import Stage, write_json
 
 log = logging.getLogger("pipeline")
+Tolerance = float | dict[str, float]  # absolute drop, or {"relative": r}
 
 QUALITY = {
     "text-encoder": ["lee_pearson", "polarity_accuracy", "cosine_to_fp32"],
@@ -37,16 +42,81 @@ def quality_columns(project: Project, model: str) -> list[str]:
     return custom.quality(project, model) if kind == "custom" else QUALITY[kind]
 
 
-def tolerance(project: Project, model: str) -> dict[str, float]:
+def tolerance(project: Project, model: str) -> dict[str, Tolerance]:
+    """``{metric: max drop}`` from ``models.<model>.tolerance``: a number is an absolute
+    drop against fp32, ``{relative: r}`` a drop of r x |fp32 value| (r = 0.01: 1 %)."""
     tol = project.entry(model).get("tolerance") or {}
+    if not isinstance(tol, dict):
+        raise ValueError(f"{model}.tolerance must be a mapping of metric -> max drop, got {tol!r}")
     known = quality_columns(project, model)
     unknown = sorted(set(tol) - set(known))
     if unknown:
         raise ValueError(f"{model}.tolerance: unknown metric(s) {unknown}; known: {known}")
+    out: dict[str, Tolerance] = {}
     for k, v in tol.items():
-        if not isinstance(v, int | float) or v < 0:
+        if isinstance(v, dict):
+            r = v.get("relative")
+            if set(v) != {"relative"} or not isinstance(r, int | float) or not 0 <= r <= 1:
+                raise ValueError(
+                    f"{model}.tolerance.{k} must be a number or {{relative: r}} with r in [0, 1], got {v!r}"
+                )
+            out[k] = {"relative": float(r)}
+        elif not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
             raise ValueError(f"{model}.tolerance.{k} must be a non-negative number, got {v!r}")
-    return {k: float(v) for k, v in tol.items()}
+        else:
+            out[k] = float(v)
+    return out
+
+
+Evaluate = Callable[[Path, "np.ndarray | None"], tuple[dict[str, float], Any]]
+
+
+GATE_KEYS = ("calibration_sha256", "max_size_bytes", "max_p50_ms")
+
+
+def model_gates(project: Project, model: str) -> dict[str, Any]:
+    """``gates.<model>`` of params.yaml: the calibration set's pinned sha256 and the size
+    (bytes) and p50 latency (ms, serving batch) budgets; each optional."""
+    section = project.params.get("gates") or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"params.yaml gates must be a mapping of model -> gate settings, got {section!r}")
+    found = section.get(model) or {}
+    unknown = sorted(set(found) - set(GATE_KEYS))
+    if unknown:
+        raise ValueError(f"gates.{model}: unknown field(s) {unknown}; allowed: {list(GATE_KEYS)}")
+    for key in ("max_size_bytes", "max_p50_ms"):
+        if key in found and (not isinstance(found[key], int | float) or found[key] <= 0):
+            raise ValueError(f"gates.{model}.{key} must be a positive number, got {found[key]!r}")
+    return dict(found)
+
+
+def evaluator(project: Project, model: str) -> Evaluate:
+    """``evaluate(path, reference outputs or None) -> (metrics, outputs)`` for ``model``'s
+    ONNX files; the fp32 baseline goes first (reference None) and its outputs are the
+    reference of every other file."""
+    kind = project.kind(model)
+    if kind == "custom":
+        return custom.evaluator(project, model)  # type: ignore[no-any-return]
+    if kind == "text-encoder":
+        cfg = eval_config(project, model)
+        tok = project.stage_dir(model, "baseline")
+        return lambda path, ref: text_encoder.evaluate(path, tok, cfg, project.threads, ref)
+    limit = int((project.entry(model).get("eval") or {}).get("limit", 0))
+    data = project.stage_dir(model, "fetch")
+    return lambda path, ref: image_classifier.evaluate(path, data, project.threads, ref, limit)
+
+
+def artifact_row(name: str, path: Path, metrics: dict[str, float]) -> dict[str, Any]:
+    """One metrics-table row: size, weight statistics and entropy bound, quality."""
+    bound = onnx_weight_bound(path)
+    return {
+        "artifact": name,
+        "size_bytes": os.path.getsize(path),
+        "weights": bound.numel,
+        "weight_density": bound.density,
+        "entropy_bound_bytes": bound.entropy_bytes,
+        **metrics,
+    }
 
 
 def evaluate_artifacts(project: Project, model: str, files: dict[str, Path]) -> list[dict[str, Any]]:
@@ -54,35 +124,19 @@ def evaluate_artifacts(project: Project, model: str, files: dict[str, Path]) -> 
     ``baseline``, which every other file is compared with."""
     if next(iter(files), None) != "baseline":
         raise ValueError(f"evaluate_artifacts: the first file must be the fp32 baseline, got {list(files)}")
-    kind = project.kind(model)
+    evaluate = evaluator(project, model)
+    embeds = project.kind(model) == "text-encoder" or (
+        project.kind(model) == "custom" and custom.eval_spec(project, model).task == "text-embedding"
+    )
     rows, reference = [], None
-    evaluate_custom = custom.evaluator(project, model) if kind == "custom" else None
     for stage, path in files.items():
-        if evaluate_custom is not None:
-            metrics, outputs = evaluate_custom(path, reference)
-        elif kind == "text-encoder":
-            cfg = eval_config(project, model)
-            metrics, outputs = text_encoder.evaluate(
-                path, project.stage_dir(model, "baseline"), cfg, project.threads, reference
-            )
-        else:
-            limit = int((project.entry(model).get("eval") or {}).get("limit", 0))
-            metrics, outputs = image_classifier.evaluate(
-                path, project.stage_dir(model, "fetch"), project.threads, reference, limit
-            )
+        metrics, outputs = evaluate(path, reference)
         if reference is None:
             reference = outputs  # the baseline comes first: every other artifact compares to it
-        bound = onnx_weight_bound(path)
-        rows.append(
-            {
-                "artifact": stage,
-                "size_bytes": os.path.getsize(path),
-                "weights": bound.numel,
-                "weight_density": bound.density,
-                "entropy_bound_bytes": bound.entropy_bytes,
-                **metrics,
-            }
-        )
+        row = artifact_row(stage, path, metrics)
+        if embeds:  # mean L2 norm of the held-out embeddings: the release suite bounds it against fp32
+            row["embedding_norm"] = float(np.linalg.norm(np.asarray(outputs, dtype=np.float64), axis=1).mean())
+        rows.append(row)
         log.info("%s/%s: %s", model, stage, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return rows
 
@@ -98,25 +152,27 @@ def _check_eval_data(project: Project, model: str, docs: Path) -> dict[str, Any]
     return quality.check_image_eval_data(y.tolist(), float(fm.normalize(x[:1000]).mean()), docs=docs)
 
 
-def judge(rows: list[dict[str, Any]], tol: dict[str, float]) -> None:
+def judge(rows: list[dict[str, Any]], tol: dict[str, Tolerance]) -> None:
     """Mark each row passed/failed against the baseline row, with reasons, in place."""
     base = rows[0]
+    allowed = {metric: allowed_drop(spec, base[metric]) for metric, spec in tol.items()}
     for row in rows:
-        reasons = []
-        for metric, max_drop in tol.items():
-            drop = base[metric] - row[metric]
+        drops = {metric: base[metric] - row[metric] for metric in tol}
+        for metric, drop in drops.items():
             row[f"{metric}_drop"] = drop
-            if drop > max_drop:
-                reasons.append(f"{metric} dropped {drop:.4f} > tolerance {max_drop:.4f}")
+        excess, reasons = shortfall(drops, allowed)
         row["ratio_vs_fp32"] = base["size_bytes"] / row["size_bytes"]
         row["passed"] = not reasons
         row["reasons"] = reasons
+        row["shortfall"] = excess
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     tol = tolerance(project, model)
     docs = out / "gx_docs"  # each suite's Data Docs site, published beside the artifacts
     gates = [_check_eval_data(project, model, docs)]
+    pin = model_gates(project, model).get("calibration_sha256")
+    gates.append(quality.check_calibration_data(calibration_feeds(project, model), pin, docs=docs))
     rows = evaluate_artifacts(project, model, project.artifacts(model))
     gates.append(quality.check_metrics(rows, quality_columns(project, model), docs=docs))
     judge(rows, tol)
@@ -140,12 +196,13 @@ def _inputs(p: Project, m: str) -> dict[str, Path]:
 
 VALIDATE = Stage(
     name="validate",
-    version=2,  # 2: Data Docs in gx_docs/
+    version=3,  # 2: Data Docs in gx_docs/; 3: calibration suite, embedding norms
     inputs=_inputs,
     params=lambda p, m: {
         "eval": p.entry(m).get("eval"),
         "tolerance": p.entry(m).get("tolerance"),
         "threads": p.threads,
+        "gates": model_gates(p, m),
     },
     body=_body,
 )

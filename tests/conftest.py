@@ -89,6 +89,9 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
         "pools": {"local": {"work_pool": None, "preset": "avx2", "publish_slower_int8": True}},
         "catalogue": ["tiny-text", "tiny-cnn"],
         "selection": "smallest",
+        # tiny models' timings are noise at 10 %: a latency regression here must be a 2x one
+        "regression": {"latency_margin": 1.0, "runs": 5},
+        "gates": {},
         "s3": {
             "endpoint_url": endpoint,
             "region": "us-east-1",
@@ -110,6 +113,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
                 "quantize": {"mode": "dynamic", "per_channel": True},
                 "factorize": {"energy": 0.6, "max_param_ratio": 0.9, "skip": ["pooler"]},
                 "distill": {"layers": [0], "steps": 5, "batch_size": 8, "lr": 0.001, "max_length": 16},
+                "search": None,
                 "bench": {"batch_sizes": [1], "seq_len": 16, "warmup": 2, "runs": 5},
             },
             "tiny-cnn": {
@@ -125,6 +129,18 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
                 "quantize": {"mode": "static", "per_channel": True},
                 "factorize": {"energy": 0.8, "max_param_ratio": 0.9, "skip": ["classifier.3"]},
                 "distill": {"student": {"channels": [2, 4], "hidden": 8}, "train": {"epochs": 1, "batch_size": 64}},
+                # a small search: int8, prune 0.5 and both; two trials side by side
+                "search": {
+                    "max_trials": 3,
+                    "workers": 2,
+                    "sparsity": [0.0, 0.5],
+                    "energy": [1.0],
+                    "int8": [False, True],
+                    "probe_samples": 8,
+                    "max_layer_distortion": 0.5,
+                    "max_total_distortion": 1.0,
+                    "latency_runs": 3,
+                },
                 "bench": {"batch_sizes": [1], "warmup": 2, "runs": 5},
             },
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,9 +45,16 @@ def test_report_has_every_candidate_the_figures_and_is_uploaded(tiny_project: Pa
         assert f"<td>{name}" in page
     assert "Selected artifact: <b>" in page and "(smallest published: " in page and "1 version(s) published" in page
     plots = {f.name: Image.open(f) for f in (out / "plots").glob("*.png")}
-    assert set(plots) == {"pareto_size.png", "pareto_latency.png", "layers.png", "history.png"}
+    assert set(plots) == {"pareto_size.png", "pareto_latency.png", "layers.png", "history.png",
+                          "pareto_runs.png", "search_trials.png"}  # fmt: skip
     assert all(img.width > 400 and img.height > 200 for img in plots.values())
-    assert page.count('src="data:image/png;base64,') == 4
+    assert page.count('src="data:image/png;base64,') == 6
+    fronts = json.loads((out / "pareto.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    published = {s for s, m in metrics.items() if s != "baseline" and m["uri"]}
+    assert {f["artifact"] for f in fronts} == published and {f["run"] for f in fronts} == {"tonight"}
+    smallest = min(published, key=lambda s: metrics[s]["size_bytes"])
+    assert next(f for f in fronts if f["artifact"] == smallest)["on_front"]  # nothing is smaller
 
     version = p.read_output("tiny-cnn", "publish", "published.json")["version"]
     st = s3io.S3Settings.from_project(p)

@@ -1,0 +1,1 @@
+"""Statistics for gates: bootstrap confidence intervals on quality and latency."""

@@ -140,7 +140,7 @@ def _fronts_plot(fronts: list[dict[str, Any]], quality: str) -> bytes:
     runs = list(dict.fromkeys(r["run"] for r in fronts))
     for i, run in enumerate(runs):
         pts = sorted((r["size_bytes"], r["quality"]) for r in fronts if r["run"] == run and r["on_front"])
-        tonight = run == "tonight"
+        tonight = any(r["current"] for r in fronts if r["run"] == run)
         ax.step([p[0] for p in pts], [p[1] for p in pts], "o-", where="post", color="C3" if tonight else "C0",
                 alpha=1.0 if tonight else 0.25 + 0.5 * i / max(len(runs), 1), lw=2 if tonight else 1,
                 label=run if tonight or i == len(runs) - 2 else None)  # fmt: skip

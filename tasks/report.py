@@ -81,7 +81,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 REPORT = Stage(
     name="report",
-    version=6,  # 6: Pareto front across runs, search trials
+    version=7,  # 6: Pareto front across runs, search trials; 7: runs named by version
     inputs=lambda p, m: {
         "validation": p.stage_dir(m, "validate") / "validation.json",
         "bench": p.stage_dir(m, "benchmark") / "bench.json",
@@ -111,12 +111,13 @@ def pareto_runs(
         if s != "baseline" and m["uri"]
     ]
     on = front(pts, OBJECTIVES) if pts else []
-    rows = [{**p, "run": "tonight", "on_front": keep} for p, keep in zip(pts, on, strict=True)]
+    this = (version or "unpublished")[:8]
+    rows = [{**p, "run": this, "current": True, "on_front": keep} for p, keep in zip(pts, on, strict=True)]
     for e in entries:
         m = e["manifest"]
         if m.get("version") != version:
             run = f"{e['time'][:10]} {m.get('version', '?')[:8]}"
-            rows += [{**p, "run": run, "on_front": True} for p in m.get("pareto", [])]
+            rows += [{**p, "run": run, "current": False, "on_front": True} for p in m.get("pareto", [])]
     return rows
 
 

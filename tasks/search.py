@@ -46,7 +46,7 @@ from model_compression.prune.onnx_magnitude import prune_onnx
 from model_compression.registry import SETTINGS, from_dict
 from model_compression.runtime.isolated import declared_inputs, synthetic_feeds
 from model_compression.runtime.session import make_session, measure_latency
-from model_compression.score.sensitivity import layer_sensitivity, low_rank_weight, pruned_weight
+from model_compression.score.sensitivity import distortion, layer_sensitivity, low_rank_weight, pruned_weight
 from model_compression.search.space import Recipe, SearchConfig, candidates
 from tasks import selection
 from tasks.baseline import export, load_fp32
@@ -87,7 +87,7 @@ class TrialContext:
 
 # --- sensitivity ---------------------------------------------------------------------------
 def _probe(project: Project, model: str, n: int) -> Any:
-    """``forward(module) -> outputs`` on the first ``n`` calibration samples."""
+    """(samples, ``forward(module) -> outputs``) on the first ``n`` calibration samples."""
     feeds = calibration_feeds(project, model)
     samples: list[dict[str, torch.Tensor]] = []
     for feed in feeds:
@@ -108,14 +108,28 @@ def _probe(project: Project, model: str, n: int) -> Any:
             outs.append(out[0] if isinstance(out, tuple) else out)
         return torch.cat([o.reshape(1, -1) for o in outs])
 
-    return forward
+    return samples, forward
+
+
+def student_distortion(project: Project, model: str, fp32: nn.Module, cfg: SearchConfig) -> float | None:
+    """1 - cosine of the distilled student's ONNX outputs to fp32's on the probe samples;
+    None when the model has no student (distill skipped) or the search does not ask."""
+    student = project.artifact(model, "distill")
+    if True not in cfg.student or not student.is_file():
+        return None
+    samples, forward = _probe(project, model, cfg.probe_samples)
+    session = make_session(student, project.threads)
+    outs = [session.run(None, {k: v.numpy() for k, v in s.items()})[0] for s in samples]
+    got = torch.cat([torch.from_numpy(np.asarray(o)).reshape(1, -1) for o in outs])
+    with torch.no_grad():
+        return distortion(got, forward(fp32.eval()))
 
 
 def sensitivities(
     project: Project, model: str, fp32: nn.Module, cfg: SearchConfig
 ) -> tuple[dict[str, dict[float, float]], dict[str, dict[float, float]]]:
     """(prune sensitivity by parameter name, SVD sensitivity by Linear module name)."""
-    forward = _probe(project, model, cfg.probe_samples)
+    _, forward = _probe(project, model, cfg.probe_samples)
     prune_cfg = project.config(model, "prune")
     svd_cfg = project.config(model, "factorize")
     params = [n for n, _ in prunable(fp32, prune_cfg)]
@@ -147,7 +161,7 @@ def apply_recipe(ctx: TrialContext, recipe: Recipe, folder: Path) -> Path:
     svd_cfg = dataclasses.replace(svd_cfg, energy=recipe.energy, skip=svd_cfg.skip + recipe.factorize_skip)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "fp32.onnx"
-    if ctx.fp32 is not None:
+    if ctx.fp32 is not None and not recipe.student:
         module = copy.deepcopy(ctx.fp32)
         if recipe.sparsity > 0:
             magnitude_prune(module, prune_cfg)
@@ -157,8 +171,8 @@ def apply_recipe(ctx: TrialContext, recipe: Recipe, folder: Path) -> Path:
         _check(ctx)
         with _EXPORT:
             export(project, model, module, path)
-    else:  # an ONNX-only model: the same techniques on its graph
-        shutil.copy(project.artifact(model, "baseline"), path)
+    else:  # the distilled student, or an ONNX-only model: the same techniques on its graph
+        shutil.copy(project.artifact(model, "distill" if recipe.student else "baseline"), path)
         if recipe.sparsity > 0:
             prune_onnx(path, folder / "pruned.onnx", prune_cfg)
             path = folder / "pruned.onnx"
@@ -189,6 +203,7 @@ def run_trial(ctx: TrialContext, index: int, recipe: Recipe) -> dict[str, Any]:
         "sparsity": recipe.sparsity,
         "energy": recipe.energy,
         "int8": recipe.int8,
+        "student": recipe.student,
         "prune_skip": list(recipe.prune_skip),
         "factorize_skip": list(recipe.factorize_skip),
         "predicted_distortion": round(recipe.predicted_distortion, 6),
@@ -289,13 +304,14 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
         )
     t0 = time.monotonic()
     fp32 = load_fp32(project, model)
-    prune_sens = svd_sens = None
+    prune_sens = svd_sens = student = None
     if fp32 is not None:
         prune_sens, svd_sens = sensitivities(project, model, fp32, cfg)
-        write_json(out / "sensitivity.json", {"prune": prune_sens, "svd": svd_sens, "metric": "1 - cosine"})
-    recipes, dropped = candidates(
-        cfg, prune_sens, svd_sens, allow_int8=project.entry(model).get("quantize") is not None
-    )
+        student = student_distortion(project, model, fp32, cfg)
+        record = {"prune": prune_sens, "svd": svd_sens, "student": student, "metric": "1 - cosine"}
+        write_json(out / "sensitivity.json", record)
+    quantize = project.entry(model).get("quantize") is not None
+    recipes, dropped = candidates(cfg, prune_sens, svd_sens, allow_int8=quantize, student_distortion=student)
     for why in dropped:
         log.info("%s/search: dropped %s", model, why)
     evaluate = evaluator(project, model)
@@ -346,7 +362,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 
 def _inputs(p: Project, m: str) -> dict[str, Path]:
-    inputs = {"baseline": p.stage_dir(m, "baseline")}
+    inputs = {"baseline": p.stage_dir(m, "baseline"), "distill": p.stage_dir(m, "distill")}  # the student
     if p.kind(m) in ("image-classifier", "custom"):
         inputs["data"] = p.stage_dir(m, "fetch")
     return inputs
@@ -354,7 +370,7 @@ def _inputs(p: Project, m: str) -> dict[str, Path]:
 
 def _params(p: Project, m: str) -> dict[str, Any]:
     e = p.entry(m)
-    keys = ("search", "tolerance", "eval", "prune", "factorize", "quantize", "kind", "bench")
+    keys = ("search", "tolerance", "eval", "prune", "factorize", "quantize", "distill", "kind", "bench")
     return {
         **{k: e.get(k) for k in keys},
         "seed": p.seed,

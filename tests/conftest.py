@@ -221,3 +221,14 @@ def tiny_project(
     return make_project(
         tmp_path / "project", tiny_params(s3_server.endpoint_url, tiny_bert_dir, tiny_fmnist_dir, prefix)
     )  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_ephemeral_prefect_server() -> Iterator[None]:
+    """Stop the ephemeral Prefect API that trials started outside a flow (the search stage
+    under task.fn) while pytest's streams are still open, not at interpreter exit."""
+    yield
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()

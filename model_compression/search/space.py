@@ -27,6 +27,9 @@ class SearchConfig:
         energy: SVD energy levels tried (the rank keeps this share of the squared singular
             values); 1 means no factorization.
         int8: whether to try the recipe without and/or with onnxruntime int8 after it.
+        student: whether to start from the fp32 model (false) and/or from the distilled
+            student of the model's ``distill`` section (true: the student size dimension;
+            prune and SVD then work on the student's ONNX graph).
         probe_samples: calibration inputs the sensitivity probe runs (default 16).
         max_layer_distortion: per-layer distortion above which a layer is skipped at a level.
         max_total_distortion: summed distortion above which a level leaves the space.
@@ -39,6 +42,7 @@ class SearchConfig:
     sparsity: tuple[float, ...] = (0.0, 0.3, 0.5, 0.7)
     energy: tuple[float, ...] = (1.0, 0.95, 0.9)
     int8: tuple[bool, ...] = (False, True)
+    student: tuple[bool, ...] = (False,)
     probe_samples: int = 16
     max_layer_distortion: float = 0.02
     max_total_distortion: float = 0.1
@@ -52,6 +56,11 @@ class SearchConfig:
             ("sparsity", bool(self.sparsity) and all(0 <= s < 1 for s in self.sparsity), "levels must lie in [0, 1)"),
             ("energy", bool(self.energy) and all(0 < e <= 1 for e in self.energy), "levels must lie in (0, 1]"),
             ("int8", bool(self.int8) and all(isinstance(b, bool) for b in self.int8), "must list true and/or false"),
+            (
+                "student",
+                bool(self.student) and all(isinstance(b, bool) for b in self.student),
+                "must list true and/or false",
+            ),
             ("probe_samples", self.probe_samples >= 1, "must be >= 1"),
             ("max_layer_distortion", self.max_layer_distortion > 0, "must be > 0"),
             ("max_total_distortion", self.max_total_distortion > 0, "must be > 0"),
@@ -64,19 +73,21 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class Recipe:
-    """One trial: prune to ``sparsity``, factorize at ``energy``, then int8 if ``int8``;
-    the layers in ``prune_skip``/``factorize_skip`` are left alone (sensitivity)."""
+    """One trial: from the fp32 model (or the distilled ``student``), prune to ``sparsity``,
+    factorize at ``energy``, then int8 if ``int8``; the layers in ``prune_skip`` /
+    ``factorize_skip`` are left alone (sensitivity)."""
 
     sparsity: float
     energy: float
     int8: bool
+    student: bool = False
     prune_skip: tuple[str, ...] = ()
     factorize_skip: tuple[str, ...] = ()
     predicted_distortion: float = field(default=0.0, compare=False)
 
     @property
     def name(self) -> str:
-        parts = []
+        parts = ["student"] if self.student else []
         if self.sparsity > 0:
             parts.append(f"prune{self.sparsity:g}")
         if self.energy < 1:
@@ -113,12 +124,17 @@ def candidates(
     prune_sens: Sensitivity | None = None,
     svd_sens: Sensitivity | None = None,
     allow_int8: bool = True,
+    student_distortion: float | None = None,
 ) -> tuple[list[Recipe], list[str]]:
     """The recipes worth trying, most likely to pass first, and why others were dropped.
 
     Order: predicted distortion ascending, then the more compressing recipe first (int8,
     higher sparsity, lower energy), so a budget cut keeps the safest trials and still
-    reaches compressing ones. ``fp32`` (nothing applied) is never a candidate.
+    reaches compressing ones. ``fp32`` (nothing applied) is never a candidate, nor is the
+    bare ``student`` (the distill stage's own artifact). A student recipe is predicted at
+    the student's own distortion plus the fp32 model's sensitivity at its levels (a rough
+    guide: the student's layers differ), with no layer skipped; ``student_distortion``
+    None means there is no student to start from.
     """
     dropped: list[str] = []
     prune_levels: dict[float, tuple[tuple[str, ...], float]] = {}
@@ -139,13 +155,21 @@ def candidates(
     if not allow_int8 and True in int8:
         dropped.append("int8: the model's quantize section is null")
         int8 = [b for b in int8 if not b]
+    students = sorted(set(cfg.student))
+    if True in students and student_distortion is None:
+        dropped.append("student: the model has no distilled student (its distill stage was skipped)")
+        students = [b for b in students if not b]
     out = []
-    for s, (pskip, pd) in prune_levels.items():
-        for e, (fskip, fd) in svd_levels.items():
-            for q in int8:
-                r = Recipe(s, e, q, pskip, fskip, pd + fd)
-                if r.name != "fp32":
-                    out.append(r)
+    for st in students:
+        for s, (pskip, pd) in prune_levels.items():
+            for e, (fskip, fd) in svd_levels.items():
+                for q in int8:
+                    if st:
+                        r = Recipe(s, e, q, True, (), (), pd + fd + float(student_distortion or 0.0))
+                    else:
+                        r = Recipe(s, e, q, False, pskip, fskip, pd + fd)
+                    if r.name not in ("fp32", "student"):
+                        out.append(r)
     out.sort(key=lambda r: (round(r.predicted_distortion, 6), not r.int8, -r.sparsity, r.energy))
     if len(out) > cfg.max_trials:
         dropped.append(f"{len(out) - cfg.max_trials} recipe(s) beyond max_trials={cfg.max_trials}")

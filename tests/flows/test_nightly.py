@@ -51,7 +51,9 @@ def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api,
         )
         assert latest == {"version": version, "manifest": f"{model}/{version}/local/manifest.json"}
         gates = {g["suite"]: g for g in manifest["gates"]}
-        assert {"metrics-table"} < set(gates) and all(g["success"] and not g["failed"] for g in gates.values())
+        assert {"metrics-table", "calibration-data", "release-table"} < set(gates) and all(
+            g["success"] and not g["failed"] for g in gates.values()
+        )
         for g in gates.values():  # each gate's Data Docs site is published beside the artifacts
             key = g["docs"].removeprefix(f"s3://{st.publish_bucket}/")
             page = client.get_object(Bucket=st.publish_bucket, Key=key)["Body"].read().decode()
@@ -66,6 +68,10 @@ def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api,
     assert summary is not None and "| quantize |" in summary.data and "Version `" in summary.data
     candidates = Artifact.get("tiny-cnn-candidates")
     assert candidates is not None and "distill" in str(candidates.data)
+    assert "Search: 3 of 3 trials, stopped by exhausted; picked `" in summary.data
+    trials = Artifact.get("tiny-cnn-search-trials")
+    assert trials is not None and str(trials.data).count('"status": "passed"') == 3
+    assert Artifact.get("tiny-text-search-trials") is None  # tiny-text asks for no search
     link = Artifact.get("tiny-cnn-quantize-published")
     assert link is not None and "s3://" in str(link.data)
 

@@ -52,7 +52,10 @@ def test_report_has_every_candidate_the_figures_and_is_uploaded(tiny_project: Pa
     fronts = json.loads((out / "pareto.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     published = {s for s, m in metrics.items() if s != "baseline" and m["uri"]}
-    assert {f["artifact"] for f in fronts} == published and {f["run"] for f in fronts} == {"tonight"}
+    version = p.read_output("tiny-cnn", "publish", "published.json")["version"]
+    assert {f["artifact"] for f in fronts} == published and {(f["run"], f["current"]) for f in fronts} == {
+        (version[:8], True)
+    }
     smallest = min(published, key=lambda s: metrics[s]["size_bytes"])
     assert next(f for f in fronts if f["artifact"] == smallest)["on_front"]  # nothing is smaller
 

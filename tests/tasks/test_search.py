@@ -93,6 +93,22 @@ def test_an_expired_budget_returns_the_best_so_far(tiny_project: Path):
     assert summary["elapsed_s"] < 3 + max(t["seconds"] for t in done) + 10
 
 
+def test_student_recipes_start_from_the_distilled_model(tiny_project: Path):
+    edit(tiny_project, "tiny-cnn",
+         search={"sparsity": [0.0], "energy": [1.0], "int8": [True], "student": [False, True],
+                 "max_layer_distortion": 1.0, "max_total_distortion": 10.0, "latency_runs": 3})  # fmt: skip
+    run_until(tiny_project, "tiny-cnn", "search")
+    summary, trials = outputs(tiny_project)
+    assert [t["recipe"] for t in trials] == ["int8", "student+int8"]  # the student distorts more: it runs second
+    teacher, student = trials
+    assert student["student"] and student["predicted_distortion"] > teacher["predicted_distortion"] == 0
+    assert student["status"] == "passed" and student["size_bytes"] < teacher["size_bytes"]
+    assert student["weights"] < teacher["weights"] / 3  # the 1,762-parameter student of the 6,794 one
+    assert summary["best"]["recipe"] == "student+int8"  # smallest passing
+    sens = json.loads((Project.at(tiny_project).stage_dir("tiny-cnn", "search") / "sensitivity.json").read_text())
+    assert sens["student"] == pytest.approx(student["predicted_distortion"], abs=1e-5)
+
+
 def test_a_search_without_a_quality_metric_is_refused(tiny_project: Path):
     run_until(tiny_project, "tiny-cnn", "distill")
     edit(tiny_project, "tiny-cnn", tolerance={})

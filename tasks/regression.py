@@ -105,7 +105,7 @@ def sampler(project: Project, model: str) -> tuple[str, Sampler, int] | None:
         return "accuracy", accuracy, len(y)
     if kind == "text-encoder":
         cfg = eval_config(project, model)
-        tok = text_encoder._tokenizer(project.stage_dir(model, "baseline"))
+        tok = text_encoder.tokenizer(project.stage_dir(model, "baseline"))
         lee = text_data.load_lee()
         iu = np.triu_indices(len(lee.docs), 1)
         human = lee.human[iu]

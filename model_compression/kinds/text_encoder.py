@@ -92,7 +92,7 @@ def evaluate(
     path: Path, tokenizer_dir: Path, cfg: TextEvalConfig, threads: int, reference: np.ndarray | None
 ) -> tuple[dict[str, float], np.ndarray]:
     """Quality metrics of the ONNX encoder at ``path``; returns (metrics, held-out embeddings)."""
-    embed = onnx_embedder(path, _tokenizer(tokenizer_dir), cfg.max_length, threads)
+    embed = onnx_embedder(path, tokenizer(tokenizer_dir), cfg.max_length, threads)
     lee = text_data.load_lee()
     pol = text_data.load_polarity()
     _, held = text_data.split_heldout(text_data.background_sentences(), cfg.heldout)
@@ -108,7 +108,8 @@ def evaluate(
     return metrics, held_emb
 
 
-def _tokenizer(folder: Path) -> object:
+def tokenizer(folder: Path) -> object:
+    """The Hugging Face tokenizer saved in ``folder`` (the baseline's), loaded offline."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(folder)
@@ -121,6 +122,6 @@ def train_sentences(cfg: TextEvalConfig) -> list[str]:
 
 def calibration_feeds(tokenizer_dir: Path, cfg: TextEvalConfig) -> list[dict[str, np.ndarray]]:
     """Calibration batches from training sentences (never the held-out ones)."""
-    tok = _tokenizer(tokenizer_dir)
+    tok = tokenizer(tokenizer_dir)
     picked = train_sentences(cfg)[: cfg.calibration]
     return [{k: v.numpy() for k, v in tokenize(tok, [s], cfg.max_length).items()} for s in picked]

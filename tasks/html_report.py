@@ -138,12 +138,17 @@ def _fronts_plot(fronts: list[dict[str, Any]], quality: str) -> bytes:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     runs = list(dict.fromkeys(r["run"] for r in fronts))
+    # points, not a line: a front over three objectives is not a curve in two of them
     for i, run in enumerate(runs):
-        pts = sorted((r["size_bytes"], r["quality"]) for r in fronts if r["run"] == run and r["on_front"])
-        tonight = any(r["current"] for r in fronts if r["run"] == run)
-        ax.step([p[0] for p in pts], [p[1] for p in pts], "o-", where="post", color="C3" if tonight else "C0",
-                alpha=1.0 if tonight else 0.25 + 0.5 * i / max(len(runs), 1), lw=2 if tonight else 1,
-                label=run if tonight or i == len(runs) - 2 else None)  # fmt: skip
+        pts = [r for r in fronts if r["run"] == run and r["on_front"]]
+        now = any(r["current"] for r in pts)
+        style = {"s": 70, "facecolors": "C3", "edgecolors": "C3", "zorder": 3, "label": f"{run} (this run)"}
+        if not now:
+            style = {"s": 40, "facecolors": "none", "edgecolors": f"C{i % 10}", "alpha": 0.6, "label": run}
+        ax.scatter([r["size_bytes"] for r in pts], [r["quality"] for r in pts], **style)
+        for r in pts if now else []:
+            xy = (r["size_bytes"], r["quality"])
+            ax.annotate(r["artifact"], xy, textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("ONNX size (bytes, log)")
     ax.set_ylabel(quality)
@@ -162,24 +167,31 @@ def _trials_plot(trials: list[dict[str, Any]], quality: str) -> bytes:
 
     done = [t for t in trials if t["status"] in ("passed", "failed")]
     passing = [t for t in done if t["status"] == "passed"]
-    on = front(passing, {"size_bytes": "min", quality: "max", "p50_ms": "min"}) if passing else []
-    fig, ax = plt.subplots(figsize=(6, 4))
+    # ringed: on the size x quality x latency front; joined and named: the size x quality front
+    on3 = front(passing, {"size_bytes": "min", quality: "max", "p50_ms": "min"}) if passing else []
+    on2 = front(passing, {"size_bytes": "min", quality: "max"}) if passing else []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     for t in done:
         ok = t["status"] == "passed"
         ax.scatter(
             t["size_bytes"], t[quality], s=40, facecolors="C0" if ok else "none", edgecolors="C0" if ok else "C3"
         )
-    for t, keep in zip(passing, on, strict=True):
+    for t, keep in zip(passing, on3, strict=True):
         if keep:
             ax.scatter(t["size_bytes"], t[quality], s=160, facecolors="none", edgecolors="C2", linewidths=1.5)
-            ax.annotate(
-                t["recipe"], (t["size_bytes"], t[quality]), textcoords="offset points", xytext=(5, 3), fontsize=7
-            )
+    edge = sorted((t["size_bytes"], t[quality], t["recipe"]) for t, keep in zip(passing, on2, strict=True) if keep)
+    ax.step([e[0] for e in edge], [e[1] for e in edge], where="post", color="C2", lw=1)
+    for i, (x, y, name) in enumerate(edge):
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, -12 if i % 2 else 6), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("ONNX size (bytes, log)")
     ax.set_ylabel(quality)
     ax.grid(alpha=0.3)
-    ax.set_title(f"search: {len(done)} trials, filled: passed, ringed: on the front", fontsize=9)
+    ax.set_title(
+        f"search: {len(done)} trials; filled: passed, hollow red: failed; ringed: on the size x quality x latency "
+        "front; line: size x quality front",
+        fontsize=8,
+    )
     data = _figure_bytes(fig)
     plt.close(fig)
     return data

@@ -81,7 +81,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 REPORT = Stage(
     name="report",
-    version=7,  # 6: Pareto front across runs, search trials; 7: runs named by version
+    version=8,  # 6: Pareto front across runs, search trials; 7: runs named by version; 8: figure
     inputs=lambda p, m: {
         "validation": p.stage_dir(m, "validate") / "validation.json",
         "bench": p.stage_dir(m, "benchmark") / "bench.json",

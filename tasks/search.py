@@ -111,13 +111,15 @@ def _probe(project: Project, model: str, n: int) -> Any:
     return samples, forward
 
 
-def student_distortion(project: Project, model: str, fp32: nn.Module, cfg: SearchConfig) -> float | None:
-    """1 - cosine of the distilled student's ONNX outputs to fp32's on the probe samples;
-    None when the model has no student (distill skipped) or the search does not ask."""
+def student_distortion(
+    project: Project, model: str, fp32: nn.Module, cfg: SearchConfig, probe: tuple[Any, Any]
+) -> float | None:
+    """1 - cosine of the distilled student's ONNX outputs to fp32's on the ``probe``
+    samples; None when the model has no student (distill skipped) or the search does not ask."""
     student = project.artifact(model, "distill")
     if True not in cfg.student or not student.is_file():
         return None
-    samples, forward = _probe(project, model, cfg.probe_samples)
+    samples, forward = probe
     session = make_session(student, project.threads)
     outs = [session.run(None, {k: v.numpy() for k, v in s.items()})[0] for s in samples]
     got = torch.cat([torch.from_numpy(np.asarray(o)).reshape(1, -1) for o in outs])
@@ -126,10 +128,10 @@ def student_distortion(project: Project, model: str, fp32: nn.Module, cfg: Searc
 
 
 def sensitivities(
-    project: Project, model: str, fp32: nn.Module, cfg: SearchConfig
+    project: Project, model: str, fp32: nn.Module, cfg: SearchConfig, forward: Any
 ) -> tuple[dict[str, dict[float, float]], dict[str, dict[float, float]]]:
-    """(prune sensitivity by parameter name, SVD sensitivity by Linear module name)."""
-    _, forward = _probe(project, model, cfg.probe_samples)
+    """(prune sensitivity by parameter name, SVD sensitivity by Linear module name), with
+    ``forward`` from ``_probe``."""
     prune_cfg = project.config(model, "prune")
     svd_cfg = project.config(model, "factorize")
     params = [n for n, _ in prunable(fp32, prune_cfg)]
@@ -306,8 +308,9 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     fp32 = load_fp32(project, model)
     prune_sens = svd_sens = student = None
     if fp32 is not None:
-        prune_sens, svd_sens = sensitivities(project, model, fp32, cfg)
-        student = student_distortion(project, model, fp32, cfg)
+        probe = _probe(project, model, cfg.probe_samples)  # calibration read and tokenized once
+        prune_sens, svd_sens = sensitivities(project, model, fp32, cfg, probe[1])
+        student = student_distortion(project, model, fp32, cfg, probe)
         record = {"prune": prune_sens, "svd": svd_sens, "student": student, "metric": "1 - cosine"}
         write_json(out / "sensitivity.json", record)
     quantize = project.entry(model).get("quantize") is not None

@@ -13,13 +13,8 @@ from tasks import quality
 from tasks import s3 as s3io
 from tasks.prefect_tasks import TASKS
 from tasks.project import Project
-from tasks.stages import ORDER
 from tests.conftest import _write_idx
-
-
-def run_until(root: Path, model: str, last: str) -> None:
-    for name in ORDER[: ORDER.index(last) + 1]:
-        TASKS[name].fn(model, str(root))
+from tests.tasks.test_stages import run_until
 
 
 def set_params(root: Path, **top: object) -> None:

@@ -11,14 +11,9 @@ from tasks import s3 as s3io
 from tasks.prefect_tasks import TASKS
 from tasks.project import Project
 from tasks.regression import RegressionGateError
-from tasks.stages import ORDER
+from tests.tasks.test_stages import run_until
 
 PREV = "prev000000000000"
-
-
-def run_until(root: Path, model: str, last: str) -> None:
-    for name in ORDER[: ORDER.index(last) + 1]:
-        TASKS[name].fn(model, str(root))
 
 
 def plant_previous(p: Project, artifact: str, source: Path) -> list[str]:

@@ -11,14 +11,7 @@ from model_compression.hashing import sha256_file
 from tasks import s3 as s3io
 from tasks.prefect_tasks import TASKS
 from tasks.project import Project
-from tasks.stages import ORDER
-
-
-def run_until(root: Path, model: str, last: str) -> dict:
-    rec = {}
-    for name in ORDER[: ORDER.index(last) + 1]:
-        rec = TASKS[name].fn(model, str(root))
-    return rec
+from tests.tasks.test_stages import run_until
 
 
 def edit(root: Path, model: str, **changes: object) -> None:

@@ -103,3 +103,14 @@ def test_calibration_feeds_hash_covers_values_shapes_and_names():
     assert quality.feeds_sha256(a) != quality.feeds_sha256([{"x": np.ones((2, 3), np.float32)}])
     with pytest.raises(quality.QualityGateError, match=r"be_in_set\(finite\)"):
         quality.check_calibration_data([{"x": np.full((2, 3), np.nan, np.float32)}], None)
+
+
+def test_bad_gate_settings_are_named(tiny_project: Path):
+    from tasks.validate import model_gates
+
+    set_params(tiny_project, gates={"tiny-cnn": {"max_bytes": 10}})
+    with pytest.raises(ValueError, match=r"gates.tiny-cnn: unknown field\(s\) \['max_bytes'\]"):
+        model_gates(Project.at(tiny_project), "tiny-cnn")
+    set_params(tiny_project, gates={"tiny-cnn": {"max_p50_ms": -1}})
+    with pytest.raises(ValueError, match=r"gates.tiny-cnn.max_p50_ms must be a positive number, got -1"):
+        model_gates(Project.at(tiny_project), "tiny-cnn")

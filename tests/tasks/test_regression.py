@@ -81,3 +81,17 @@ def test_the_same_quality_passes_and_the_comparison_is_recorded(tiny_project: Pa
     lat = gate["artifacts"]["quantize"]["latency"]
     assert lat["rounds"] == 7 and lat["ratio"]["low"] > 0
     assert set(gate["artifacts"]) == {"quantize"}  # only names published both times are compared
+
+
+def test_bad_regression_settings_are_named(tiny_project: Path):
+    from tasks.regression import config
+
+    params = yaml.safe_load((tiny_project / "params.yaml").read_text())
+    params["regression"] = {"rounds": 1}
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ValueError, match=r"RegressionConfig.rounds is out of range: 1"):
+        config(Project.at(tiny_project))
+    params["regression"] = {"margin": 0.1}
+    (tiny_project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ValueError, match=r"regression: unknown field\(s\) \['margin'\]"):
+        config(Project.at(tiny_project))

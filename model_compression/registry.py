@@ -12,11 +12,16 @@ from typing import Any, TypeVar, get_type_hints
 
 from model_compression.byo.spec import EvalSpec, ModelSpec
 from model_compression.distill.embedding import EmbeddingDistillConfig
+from model_compression.distill.finetune import FinetuneConfig
 from model_compression.distill.logits import LogitDistillConfig, StudentDistillConfig
 from model_compression.factorize.svd import SVDConfig
 from model_compression.kinds import custom, image_classifier, text_encoder
 from model_compression.models.fashion_cnn import CNNConfig, TrainConfig
 from model_compression.prune.magnitude import MagnitudePruneConfig
+from model_compression.prune.sensitive import SensitivePruneConfig
+from model_compression.prune.structured import ChannelPruneConfig, LayerDropConfig, TransformerPruneConfig
+from model_compression.quantize.kmeans import KMeansConfig, SensitiveKMeansConfig
+from model_compression.quantize.onnx_int4 import Int4Config
 from model_compression.quantize.onnx_int8 import OnnxInt8Config
 from model_compression.score.weights import ScoreConfig
 from model_compression.search.space import SearchConfig
@@ -52,6 +57,24 @@ SETTINGS: dict[str, type] = {
     "custom-arch": ModelSpec,
     "custom-eval": EvalSpec,
     "search": SearchConfig,
+}
+
+# Recipe steps (params.yaml ``recipes:``): step name -> (config class, the kinds it applies
+# to, where it runs). Torch steps edit the model before export; ONNX steps rewrite the
+# exported graph, so every ONNX step comes after every torch step.
+RECIPE_STEPS: dict[str, tuple[type, frozenset[str], str]] = {
+    "prune_channels": (ChannelPruneConfig, frozenset({"image-classifier"}), "torch"),
+    "prune_transformer": (TransformerPruneConfig, frozenset({"text-encoder"}), "torch"),
+    "layer_drop": (LayerDropConfig, frozenset({"text-encoder"}), "torch"),
+    "prune": (MagnitudePruneConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
+    # per-layer sparsity / bits from measured sensitivity on calibration probes
+    "prune_sensitive": (SensitivePruneConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
+    "factorize": (SVDConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
+    "finetune": (FinetuneConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
+    "kmeans": (KMeansConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
+    "kmeans_sensitive": (SensitiveKMeansConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
+    "int8": (OnnxInt8Config, frozenset({"image-classifier", "text-encoder"}), "onnx"),
+    "int4": (Int4Config, frozenset({"image-classifier", "text-encoder"}), "onnx"),
 }
 
 T = TypeVar("T")
@@ -96,3 +119,28 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
         return cls(**kwargs)
     except TypeError as e:
         raise ValueError(f"{where or cls.__name__}: {e}") from e
+
+
+def recipe_steps(name: str, steps: Any, kind: str) -> list[tuple[str, Any]]:
+    """The validated ``(step, config)`` chain of recipe ``name`` for a model of ``kind``,
+    from its params.yaml list of ``{step: <name>, <field>: <value>, ...}`` mappings."""
+    where = f"recipes.{name}"
+    if not isinstance(steps, list) or not steps:
+        raise ValueError(f"{where} must be a non-empty list of steps")
+    chain: list[tuple[str, Any]] = []
+    seen_onnx = False
+    for i, raw in enumerate(steps):
+        if not isinstance(raw, dict) or "step" not in raw:
+            raise ValueError(f"{where}[{i}] must be a mapping with a 'step' key, got {raw!r}")
+        values = dict(raw)
+        step = values.pop("step")
+        if step not in RECIPE_STEPS:
+            raise ValueError(f"{where}[{i}]: unknown step {step!r}; known steps: {sorted(RECIPE_STEPS)}")
+        cls, kinds, runs_on = RECIPE_STEPS[step]
+        if kind not in kinds:
+            raise ValueError(f"{where}[{i}]: step {step!r} does not apply to kind {kind!r} (only {sorted(kinds)})")
+        if runs_on == "torch" and seen_onnx:
+            raise ValueError(f"{where}[{i}]: torch step {step!r} after an ONNX step; put int8/int4 last")
+        seen_onnx = seen_onnx or runs_on == "onnx"
+        chain.append((step, from_dict(cls, values, f"{where}[{i}].{step}")))
+    return chain

@@ -4,6 +4,7 @@
 - Pang & Lee polarity: 200 sentences labelled ``__label__pos`` / ``__label__neg``.
 - Lee background: 300 unlabelled news documents, split into sentences for distillation
   and for held-out cosine checks.
+- WordSim-353: 353 word pairs with mean human relatedness scores (0-10).
 """
 
 from __future__ import annotations
@@ -83,3 +84,20 @@ def split_heldout(sentences: list[str], heldout: int) -> tuple[list[str], list[s
     if not 0 < heldout < len(sentences):
         raise ValueError(f"heldout must be in (0, {len(sentences)}), got {heldout}")
     return sentences[:-heldout], sentences[-heldout:]
+
+
+@dataclass(frozen=True)
+class WordPairs:
+    """Word pairs and their human similarity scores, in file order."""
+
+    pairs: list[tuple[str, str]]
+    human: np.ndarray
+
+
+def load_wordsim(path: Path | None = None) -> WordPairs:
+    """gensim's ``wordsim353.tsv``: tab-separated word, word, score; ``#`` lines are comments."""
+    rows = [ln.split("\t") for ln in _read_lines(path or gensim_datapath("wordsim353.tsv")) if not ln.startswith("#")]
+    bad = [r for r in rows if len(r) != 3]
+    if bad:
+        raise ValueError(f"wordsim353.tsv: expected 3 tab-separated fields, got {bad[0]!r}")
+    return WordPairs([(a, b) for a, b, _ in rows], np.asarray([float(h) for *_, h in rows]))

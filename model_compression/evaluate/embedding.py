@@ -1,4 +1,5 @@
-"""Quality of sentence embeddings: Lee similarity correlation, polarity probe, cosine to fp32."""
+"""Quality of sentence embeddings: Lee similarity correlation, polarity probe, word-pair
+Spearman (WordSim-353), cosine to fp32."""
 
 from __future__ import annotations
 
@@ -38,3 +39,16 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     na = a / np.linalg.norm(a, axis=1, keepdims=True)
     nb = b / np.linalg.norm(b, axis=1, keepdims=True)
     return float((na * nb).sum(1).mean())
+
+
+def pair_spearman(a: np.ndarray, b: np.ndarray, human: np.ndarray) -> float:
+    """Spearman rank correlation between the cosines of rows ``a[i]``, ``b[i]`` and
+    ``human[i]``; 0.0 when the cosines are all equal to within 1e-9 (they rank nothing)."""
+    from scipy.stats import spearmanr
+
+    na = a / np.linalg.norm(a, axis=1, keepdims=True)
+    nb = b / np.linalg.norm(b, axis=1, keepdims=True)
+    cos = (na * nb).sum(1)
+    if np.ptp(cos) < 1e-9:
+        return 0.0
+    return float(spearmanr(cos, human).statistic)

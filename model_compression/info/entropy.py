@@ -32,12 +32,25 @@ def linear_quantize(w: torch.Tensor, bits: int = 8) -> torch.Tensor:
     return torch.round(w.detach() / scale).clamp(-qmax, qmax).to(torch.int64)
 
 
+def codebook(arr: np.ndarray, bits: int = 8) -> np.ndarray | None:
+    """The sorted distinct values of a float tensor that holds at most ``2**bits`` of them
+    (a weight-shared tensor: k-means, binary), else None."""
+    if np.issubdtype(arr.dtype, np.integer):
+        return None
+    values = np.unique(arr)
+    return values if values.size <= 2**bits else None
+
+
 def tensor_symbols(arr: np.ndarray, bits: int = 8) -> np.ndarray:
     """The symbols a coder is handed for one stored tensor: an integer tensor (already
-    quantized) as it is, a float tensor after ``bits``-bit ``linear_quantize``. The entropy
+    quantized) as it is, a weight-shared float tensor as indices into its ``codebook``
+    (exact), any other float tensor after ``bits``-bit ``linear_quantize``. The entropy
     bound and the transfer package both use exactly these."""
     if np.issubdtype(arr.dtype, np.integer):
         return arr
+    book = codebook(arr, bits)
+    if book is not None:
+        return np.searchsorted(book, arr).astype(np.int64)
     return linear_quantize(torch.from_numpy(np.array(arr, dtype=np.float32)), bits).numpy()
 
 

@@ -9,7 +9,8 @@ zlib-compressed protobuf. Decoding returns exactly the symbols that were encoded
 
 Layout: ``MAGIC``, 8-byte little-endian header length, JSON header (per tensor: name,
 shape, dtype, scale, lowest symbol, codebook and payload lengths), zlib'd graph, then per
-tensor its codebook (zlib'd varint counts of each symbol value) and payload (uint32
+tensor its codebook (raw-deflated varint counts of each symbol value), the shared values
+of a weight-shared tensor (float16 when exact, else float32) and the payload (uint32
 words). The entropy bound is sum(numel x H(symbols)) / 8 bytes; the package's coded part
 (payloads + codebooks) lands within a fraction of a percent of it for tensors of tens of
 thousands of weights and more (0.05-0.7 % on the catalogue's artifacts).
@@ -28,9 +29,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from model_compression.info.entropy import empirical_entropy, tensor_symbols
+from model_compression.info.entropy import codebook, empirical_entropy, tensor_symbols
 
-MAGIC = b"MCPK1\n"
+MAGIC = b"MCPK2\n"
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,30 @@ class PackageStats:
         return self.coded_bytes / max(self.entropy_bound_bytes, 1)
 
 
-def _symbols(arr: np.ndarray, bits: int) -> tuple[np.ndarray, float]:
-    """(int64 symbols, scale) of one tensor (``tensor_symbols``): weights = symbols x scale;
-    scale 0 marks an integer tensor stored as it is."""
+def _symbols(arr: np.ndarray, bits: int) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """(int64 symbols, scale, codebook values) of one tensor (``tensor_symbols``): weights =
+    values[symbols] for a weight-shared tensor (exact), else symbols x scale; scale 0 marks
+    an integer tensor stored as it is."""
     if np.issubdtype(arr.dtype, np.integer):
-        return tensor_symbols(arr, bits).astype(np.int64), 0.0
+        return tensor_symbols(arr, bits).astype(np.int64), 0.0, None
     if not np.isfinite(arr).all():
         raise ValueError("weights contain NaN or Inf values")
+    book = codebook(arr, bits)
+    if book is not None:
+        return tensor_symbols(arr, bits).astype(np.int64), 1.0, book
     peak = float(np.abs(arr.astype(np.float32)).max())
     scale = peak / (2 ** (bits - 1) - 1) if peak > 0 else 1.0  # linear_quantize's own scale
-    return tensor_symbols(arr, bits).astype(np.int64), scale
+    return tensor_symbols(arr, bits).astype(np.int64), scale, None
+
+
+def _deflate(data: bytes) -> bytes:
+    """Raw DEFLATE (no zlib header or checksum: 6 bytes a codebook does not need to pay)."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush()
+
+
+def _inflate(data: bytes) -> bytes:
+    return zlib.decompress(data, -15)
 
 
 def _varints(values: np.ndarray) -> bytes:
@@ -93,7 +108,7 @@ def _code(symbols: np.ndarray) -> tuple[int, bytes, np.ndarray]:
 
     low = int(symbols.min())
     counts = np.bincount(symbols - low)
-    book = zlib.compress(_varints(counts), 9)
+    book = _deflate(_varints(counts))
     if np.count_nonzero(counts) == 1:  # a constant tensor: the codebook says it all
         return low, book, np.zeros(0, np.uint32)
     model = constriction.stream.model.Categorical(counts / counts.sum(), perfect=False)
@@ -126,16 +141,23 @@ def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024)
             keep.append(init)
             continue
         try:
-            symbols, scale = _symbols(arr, bits)
+            symbols, scale, values = _symbols(arr, bits)
         except ValueError as e:
             raise ValueError(f"tensor {init.name!r} of {Path(src).name}: {e}") from e
         low, book, words = _code(symbols.ravel())
         span = int(symbols.max()) - low + 1
         meta = {"name": init.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "scale": scale,
                 "low": low, "span": span, "book": len(book), "words": int(words.size)}  # fmt: skip
+        shared = b""
+        if values is not None:  # the codebook's values: float16 when that is exact (k-means rounds to it)
+            half = values.astype("<f2")
+            exact = np.array_equal(half.astype(values.dtype), values)
+            shared = (half if exact else values.astype("<f4")).tobytes()
+            meta["values"], meta["values_dtype"] = int(values.size), "<f2" if exact else "<f4"
         header.append(meta)
-        payloads.append(book + words.astype("<u4").tobytes())
-        coded += len(book) + words.nbytes  # the codebook is part of the coded size, not hidden
+        payloads.append(book + shared + words.astype("<u4").tobytes())
+        # the counts and any shared values are part of the coded size, not hidden
+        coded += len(book) + len(shared) + words.nbytes
         bound_bits += arr.size * empirical_entropy(symbols)
         numel += arr.size
     del model.graph.initializer[:]
@@ -154,9 +176,12 @@ def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024)
     )
 
 
-def unpack(path: str | Path) -> tuple[onnx.ModelProto, dict[str, np.ndarray], dict[str, float]]:
-    """(graph with the small tensors, {name: decoded symbols}, {name: scale}) of a package.
-    A scale of 0 marks an integer tensor stored exactly; otherwise weights = symbols x scale."""
+def unpack(
+    path: str | Path,
+) -> tuple[onnx.ModelProto, dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
+    """(graph with the small tensors, {name: decoded symbols}, {name: scale}, {name: shared
+    values}) of a package. A tensor with shared values is values[symbols]; otherwise a
+    scale of 0 marks an integer tensor stored exactly, else weights = symbols x scale."""
     data = Path(path).read_bytes()
     if not data.startswith(MAGIC):
         raise ValueError(f"{Path(path).name} is not a transfer package (bad magic)")
@@ -165,35 +190,43 @@ def unpack(path: str | Path) -> tuple[onnx.ModelProto, dict[str, np.ndarray], di
     head = json.loads(data[start : start + n])
     pos = start + n + head["graph_bytes"]
     model = onnx.ModelProto.FromString(zlib.decompress(data[start + n : pos]))
-    symbols, scales = {}, {}
+    symbols, scales, shared = {}, {}, {}
     for t in head["tensors"]:
-        counts = _unvarints(zlib.decompress(data[pos : pos + t["book"]]), t["span"])
+        counts = _unvarints(_inflate(data[pos : pos + t["book"]]), t["span"])
         pos += t["book"]
+        if "values" in t:
+            width = np.dtype(t["values_dtype"]).itemsize * t["values"]
+            shared[t["name"]] = np.frombuffer(data[pos : pos + width], t["values_dtype"]).astype(t["dtype"])
+            pos += width
         words = np.frombuffer(data[pos : pos + 4 * t["words"]], dtype="<u4").astype(np.uint32)
         pos += 4 * t["words"]
         flat = _decode(t["low"], counts, words)
         symbols[t["name"]] = flat.reshape(t["shape"]).astype(t["dtype"] if t["scale"] == 0 else np.int64)
         scales[t["name"]] = float(t["scale"])
-    return model, symbols, scales
+    return model, symbols, scales, shared
 
 
 def verify(src: str | Path, path: str | Path, bits: int = 8) -> int:
     """Decode the package at ``path`` and compare every tensor with the symbols ``src``
     encodes to; returns the number of tensors checked, raises on any difference."""
     inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer}
-    _, symbols, _ = unpack(path)
+    _, symbols, _, _ = unpack(path)
     for name, decoded in symbols.items():
-        expected, _ = _symbols(inits[name], bits)
+        expected, _, _ = _symbols(inits[name], bits)
         if decoded.shape != expected.shape or not np.array_equal(decoded, expected):
             raise ValueError(f"package {Path(path).name}: tensor {name!r} does not decode to what was encoded")
     return len(symbols)
 
 
 def rebuild(path: str | Path, dst: str | Path) -> Path:
-    """The ONNX model a package describes: integer tensors exactly, float tensors dequantized."""
-    model, symbols, scales = unpack(path)
+    """The ONNX model a package describes: integer and weight-shared tensors exactly, other
+    float tensors dequantized."""
+    model, symbols, scales, shared = unpack(path)
     for name, sym in symbols.items():
-        arr = sym if scales[name] == 0 else (sym.astype(np.float32) * np.float32(scales[name]))
+        if name in shared:
+            arr = shared[name][sym]
+        else:
+            arr = sym if scales[name] == 0 else (sym.astype(np.float32) * np.float32(scales[name]))
         model.graph.initializer.append(numpy_helper.from_array(arr, name))
     onnx.save(model, str(dst))
     return Path(dst)

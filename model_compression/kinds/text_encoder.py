@@ -101,11 +101,22 @@ def evaluate(
     metrics = {
         "lee_pearson": emb_eval.lee_pearson(emb_eval.embed_all(embed, lee.docs, cfg.batch_size), lee.human),
         "polarity_accuracy": emb_eval.probe_accuracy(pol_emb, pol.labels, cfg.folds),
+        "wordsim_spearman": _wordsim(embed, cfg.batch_size),
         "cosine_to_fp32": 1.0 if reference is None else emb_eval.mean_cosine(held_emb, reference),
     }
     if not all(np.isfinite(v) for v in metrics.values()):
         raise ValueError(f"non-finite quality metrics for {path}: {metrics}")
     return metrics, held_emb
+
+
+def _wordsim(embed: emb_eval.Embed, batch_size: int) -> float:
+    """Spearman of word-pair cosines against WordSim-353's human scores (each word embedded alone)."""
+    ws = text_data.load_wordsim()
+    words = sorted({w for pair in ws.pairs for w in pair})
+    vectors = dict(zip(words, emb_eval.embed_all(embed, words, batch_size), strict=True))
+    a = np.stack([vectors[x] for x, _ in ws.pairs])
+    b = np.stack([vectors[y] for _, y in ws.pairs])
+    return emb_eval.pair_spearman(a, b, ws.human)
 
 
 def tokenizer(folder: Path) -> object:

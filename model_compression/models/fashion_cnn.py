@@ -8,6 +8,7 @@ baseline that compression ratios are measured against.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,11 +95,15 @@ def train(
     soft_targets: torch.Tensor | None = None,
     temperature: float = 1.0,
     alpha: float = 0.0,
+    after_step: Callable[[], None] | None = None,
 ) -> list[float]:
     """Train ``model`` in place on float images ``x`` (N,1,28,28) and labels ``y``.
 
     With ``soft_targets`` (teacher logits, (N, 10)) the loss is
     ``(1 - alpha) * CE(y) + alpha * T^2 * KL(softmax(t/T) || softmax(s/T))`` (Hinton et al.).
+
+    ``after_step`` runs after every optimiser step (fine-tuning a pruned model re-applies
+    its zero mask there, so pruned weights stay pruned).
 
     Returns:
         The mean loss of each epoch.
@@ -128,6 +133,8 @@ def train(
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step()
             total += loss.item() * len(idx)
             seen += len(idx)
         history.append(total / seen)

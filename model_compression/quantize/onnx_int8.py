@@ -103,6 +103,8 @@ def quantize(
             reduce_range=reduce_range,
             weight_type=weight_type,
             op_types_to_quantize=op_types,
+            # after int4 (opset 21, contrib ops) shape inference can miss a type: it is float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
         return dst
     feeds = list(calibration or [])

@@ -29,7 +29,7 @@ def _onnx(path: Path, sparsity: float = 0.0) -> Path:
 def test_decoding_returns_exactly_the_encoded_symbols(tmp_path: Path):
     src = _onnx(tmp_path / "m.onnx", sparsity=0.7)
     stats = pack(src, tmp_path / "m.mcpk", bits=8, min_numel=1024)
-    _, symbols, scales = unpack(tmp_path / "m.mcpk")
+    _, symbols, scales, _ = unpack(tmp_path / "m.mcpk")
     originals = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer}
     assert set(symbols) == {n for n, a in originals.items() if a.size >= 1024} and stats.tensors == 2
     for name, sym in symbols.items():
@@ -79,3 +79,31 @@ def test_a_corrupt_package_and_nan_weights_are_named(tmp_path: Path):
     onnx.save(m, str(src))
     with pytest.raises(ValueError, match=r"tensor '.*' of m.onnx: weights contain NaN or Inf"):
         pack(src, tmp_path / "m.mcpk")
+
+
+def test_a_weight_shared_artifact_is_coded_as_codebook_indices_and_rebuilt_exactly(tmp_path: Path):
+    from model_compression.quantize.kmeans import KMeansConfig, share
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
+    with torch.no_grad():
+        w = model[0].weight
+        w[w.abs() < w.abs().median()] = 0  # half pruned, as Deep Compression does first
+    share(model, KMeansConfig(bits=4))
+    src = tmp_path / "k.onnx"
+    torch.onnx.export(model, (torch.zeros(2, 256),), str(src), input_names=["x"], output_names=["y"],
+                      opset_version=17, dynamo=False)  # fmt: skip
+    stats = pack(src, tmp_path / "k.mcpk", bits=8, min_numel=1024)
+    _, symbols, _, shared = unpack(tmp_path / "k.mcpk")
+    big = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer if i.dims[0] == 512}
+    name = next(n for n in big if big[n].ndim == 2)
+    assert shared[name].dtype == np.float32 and shared[name].size <= 17
+    assert np.array_equal(shared[name][symbols[name]], big[name])  # exact, not 8-bit rounded
+    # 256 x 512 weights: 1 bit for zero or not, plus at most 4 bits for the non-zero half's
+    # cluster (less: k-means clusters are unequal) -> at most 3 bits per weight, codebook
+    # counts and the 17 float16 values included
+    assert 256 * 512 * 2.5 / 8 < stats.coded_bytes < 256 * 512 * 3 / 8
+    assert stats.coded_vs_bound < 1.01
+    out = rebuild(tmp_path / "k.mcpk", tmp_path / "r.onnx")
+    x = {"x": np.random.default_rng(0).standard_normal((2, 256)).astype(np.float32)}
+    assert np.array_equal(make_session(out).run(None, x)[0], make_session(src).run(None, x)[0])

@@ -1,0 +1,122 @@
+"""Fine-tuning a compressed model against its fp32 teacher (knowledge distillation), with
+pruned weights held at zero.
+
+- Classifiers (the CNN): logit KD with temperature, ``(1 - alpha) CE + alpha T^2 KL``.
+- Sentence encoders (MiniLM): hidden-state and embedding KD. The loss is
+  ``1 - cos(student embedding, teacher embedding)`` plus ``hidden_weight`` x the mean
+  squared error between the student's and the teacher's hidden states, at every layer
+  the two share (after head/neuron pruning the student keeps the teacher's depth and
+  width, so layer i learns from layer i; a layer-drop student maps evenly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from model_compression.models.fashion_cnn import TrainConfig, predict_logits, train
+from model_compression.models.text_encoder import tokenize
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Attributes:
+    train: classifiers: epochs, batch size, learning rate, subset (default 1 epoch, lr 5e-4).
+    steps: encoders: optimiser steps, >= 1 (default 200).
+    batch_size: encoders: sentences per step (default 32).
+    lr: encoders: AdamW learning rate (default 5e-5).
+    max_length: encoders: token limit per sentence (default 64).
+    temperature: classifiers: KD softmax temperature > 0 (default 4).
+    alpha: classifiers: weight of the KD term in [0, 1] (default 0.7).
+    hidden_weight: encoders: weight of the hidden-state MSE term, >= 0 (default 1).
+    """
+
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=1, lr=5e-4))
+    steps: int = 200
+    batch_size: int = 32
+    lr: float = 5e-5
+    max_length: int = 64
+    temperature: float = 4.0
+    alpha: float = 0.7
+    hidden_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FinetuneConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ValueError(f"FinetuneConfig.lr and temperature must be > 0, got {self.lr}, {self.temperature}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"FinetuneConfig.alpha must be in [0, 1], got {self.alpha}")
+        if self.hidden_weight < 0:
+            raise ValueError(f"FinetuneConfig.hidden_weight must be >= 0, got {self.hidden_weight}")
+
+
+def zero_mask(model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """(parameter, boolean mask of its zeros) for every weight matrix that holds zeros."""
+    return [(p, p.detach() == 0) for p in model.parameters() if p.dim() >= 2 and bool((p == 0).any())]
+
+
+def _holder(masks: list[tuple[nn.Parameter, torch.Tensor]]) -> Any:
+    @torch.no_grad()
+    def hold() -> None:
+        for p, m in masks:
+            p.masked_fill_(m, 0.0)
+
+    return hold
+
+
+def finetune_classifier(
+    student: nn.Module, teacher: nn.Module, x: np.ndarray, y: np.ndarray, cfg: FinetuneConfig, seed: int = 0
+) -> list[float]:
+    """Logit-KD fine-tuning of ``student`` in place, its zeros held; returns epoch losses."""
+    torch.manual_seed(seed)
+    soft = predict_logits(teacher, x)
+    train_cfg = TrainConfig(cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.subset, seed)
+    hold = _holder(zero_mask(student))
+    return train(student, x, y, train_cfg, soft, cfg.temperature, cfg.alpha, after_step=hold)
+
+
+def _states(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """(L2-normalised mean-pooled embedding, hidden states) of a SentenceEncoder."""
+    out = model.encoder(**batch, output_hidden_states=True)  # type: ignore[operator]
+    mask = batch["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
+    pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return nn.functional.normalize(pooled, dim=-1), out.hidden_states
+
+
+def finetune_encoder(
+    student: nn.Module, teacher: nn.Module, tokenizer: Any, sentences: list[str], cfg: FinetuneConfig, seed: int = 0
+) -> list[float]:
+    """Hidden-state + embedding KD of a sentence encoder in place; returns per-step losses."""
+    if len(sentences) < cfg.batch_size:
+        raise ValueError(f"need at least batch_size={cfg.batch_size} sentences, got {len(sentences)}")
+    hold = _holder(zero_mask(student))
+    teacher.eval()
+    student.train()
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr)
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(cfg.steps):
+        idx = torch.randint(len(sentences), (cfg.batch_size,), generator=g).tolist()
+        batch = tokenize(tokenizer, [sentences[i] for i in idx], cfg.max_length)
+        with torch.no_grad():
+            t_emb, t_hidden = _states(teacher, batch)
+        s_emb, s_hidden = _states(student, batch)
+        # student layer j learns from the teacher layer at the same relative depth
+        pairs = [(s_hidden[j], t_hidden[round(j * (len(t_hidden) - 1) / max(len(s_hidden) - 1, 1))])
+                 for j in range(1, len(s_hidden))]  # fmt: skip
+        mask = batch["attention_mask"].unsqueeze(-1).to(s_emb.dtype)
+        hidden = sum(((s - t).pow(2) * mask).sum() / (mask.sum() * s.shape[-1]) for s, t in pairs)
+        loss = (1 - (s_emb * t_emb).sum(-1)).mean() + cfg.hidden_weight * hidden / max(len(pairs), 1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        hold()
+        losses.append(loss.item())
+    student.eval()
+    return losses

@@ -21,10 +21,11 @@ def model_table(project: Project, model: str) -> str:
     head += [f"p50 ms (b={b})" for b in batches] + [f"p99 ms (b={batches[0]})"]
     head += [f"speed-up (b={b})" for b in batches] + ["load ms", "model RSS MiB", "published"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    metrics = project.read_output(model, "report", "metrics.json")
     for s in (s for s in ARTIFACT_STAGES if s in rows):
         r, lat = rows[s], bench["results"][s]
         cells = [
-            "fp32" if s == "baseline" else s,
+            "fp32" if s == "baseline" else s + (" (storage-only)" if metrics[s].get("storage_only") else ""),
             f"{r['size_bytes']:,}",
             f"{r['ratio_vs_fp32']:.2f}",
             f"{r['entropy_bound_bytes']:,}",

@@ -28,6 +28,7 @@ from model_compression.quantize.onnx_int8 import count_quantized_nodes
 from model_compression.quantize.onnx_int8 import quantize as ort_quantize
 from model_compression.quantize.presets import apply_preset
 from model_compression.registry import SETTINGS, from_dict
+from model_compression.score.structure import structure_scores
 from model_compression.score.weights import score as score_weights
 from tasks import custom
 from tasks.baseline import export, load_fp32, n_params
@@ -105,6 +106,9 @@ def _score(project: Project, model: str, out: Path) -> dict[str, Any]:
         }
     rows = score_weights(fp32, cfg)
     write_json(out / "score.json", [r.as_row() for r in rows])
+    # per channel / head / FFN neuron: what structured pruning would remove first
+    structure = structure_scores(fp32)
+    write_json(out / "structure.json", structure)
     bound = entropy_bound([p.detach() for n, p in fp32.named_parameters() if n in {r.name for r in rows}], cfg.bits)
     return {
         "layers": len(rows),
@@ -112,10 +116,11 @@ def _score(project: Project, model: str, out: Path) -> dict[str, Any]:
         "entropy_bits_per_weight": bound.entropy_bits / max(bound.numel, 1),
         "entropy_bound_bytes": bound.entropy_bytes,
         "raw_bytes_at_bits": bound.raw_bits // 8,
+        "structure_groups": len(structure),
     }
 
 
-SCORE = Stage("score", 1, _baseline_input, _technique_params("score"), skippable(_score, "score"))
+SCORE = Stage("score", 2, _baseline_input, _technique_params("score"), skippable(_score, "score"))
 
 
 # --- prune -------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 PACKAGE = Stage(
     name="package",
-    version=1,
+    version=2,  # 2: MCPK2: raw-deflate counts, exact codebooks of weight-shared tensors
     inputs=lambda p, m: p.artifacts(m),
     params=lambda p, m: {"bits": BITS, "min_numel": MIN_NUMEL},
     body=_body,

@@ -21,11 +21,11 @@ import yaml
 
 from model_compression.registry import kind_module, technique_config
 
-ARTIFACT_STAGES = ("baseline", "prune", "quantize", "factorize", "distill", "search")
+ARTIFACT_STAGES = ("baseline", "prune", "quantize", "factorize", "distill", "recipe", "search")
 # Keys dvc.yaml declares as params of some stage: DVC fails on a missing one, so every
 # entry lists them all, null where one does not apply.
 ENTRY_KEYS = ("kind", "source", "seed", "arch", "train", "eval", "tolerance", "score", "prune", "quantize",
-              "factorize", "distill", "search", "bench")  # fmt: skip
+              "factorize", "distill", "recipe", "search", "bench")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,10 @@ from tasks.validate import load_rows, quality_columns
 log = logging.getLogger("pipeline")
 
 
+# below this speed-up over fp32 (at the serving batch), a sparse artifact is storage-only
+STORAGE_ONLY_SPEEDUP = 1.05
+
+
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     rows = load_rows(project, model)
     bench = project.read_output(model, "benchmark", "bench.json")
@@ -45,6 +49,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
             "speedup_vs_fp32": round(bench["speedup_vs_fp32"][s][first], 3),
             "passed": bool(r["passed"]),
             "int8_slower": s in bench["int8_slower"],
+            "storage_only": storage_only(project, model, s, bench["speedup_vs_fp32"][s][first]),
             "uri": published["artifacts"].get(s, ""),
         }
     write_json(out / "metrics.json", metrics)
@@ -81,7 +86,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
 
 REPORT = Stage(
     name="report",
-    version=8,  # 6: Pareto front across runs, search trials; 7: runs named by version; 8: figure
+    version=9,  # 6: Pareto front across runs, search trials; 7: runs named by version; 8: figure; 9: storage-only
     inputs=lambda p, m: {
         "validation": p.stage_dir(m, "validate") / "validation.json",
         "bench": p.stage_dir(m, "benchmark") / "bench.json",
@@ -134,6 +139,16 @@ def report(model: str, root: str = ".") -> dict[str, Any]:
     return REPORT.run(model, root)
 
 
+def storage_only(project: Project, model: str, stage: str, speedup: float) -> bool:
+    """A sparse or weight-shared artifact (its stage says so) that runs no faster than fp32
+    on onnxruntime: its zeros pay off only in the transfer package, not at serving time."""
+    record = project.stage_dir(model, stage) / "record.json"
+    if stage == "baseline" or not record.is_file():
+        return False
+    sparse = bool(json.loads(record.read_text()).get("summary", {}).get("storage_only"))
+    return sparse and speedup < STORAGE_ONLY_SPEEDUP
+
+
 def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the per-model summary table printed at the end of a run."""
     metrics = project.read_output(model, "report", "metrics.json")
@@ -159,7 +174,7 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
         uri = m["uri"] or ("reference" if s == "baseline" else f"not published ({why})")
         body.append(
             [
-                "fp32" if s == "baseline" else s,
+                "fp32" if s == "baseline" else s + (" (storage-only)" if m.get("storage_only") else ""),
                 f"{m['size_bytes']:,}",
                 f"{m['ratio_vs_fp32']:.2f}",
                 f"{m['package_bytes']:,}",

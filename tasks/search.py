@@ -86,7 +86,7 @@ class TrialContext:
 
 
 # --- sensitivity ---------------------------------------------------------------------------
-def _probe(project: Project, model: str, n: int) -> Any:
+def probe(project: Project, model: str, n: int) -> Any:
     """(samples, ``forward(module) -> outputs``) on the first ``n`` calibration samples."""
     feeds = calibration_feeds(project, model)
     samples: list[dict[str, torch.Tensor]] = []
@@ -131,7 +131,7 @@ def sensitivities(
     project: Project, model: str, fp32: nn.Module, cfg: SearchConfig, forward: Any
 ) -> tuple[dict[str, dict[float, float]], dict[str, dict[float, float]]]:
     """(prune sensitivity by parameter name, SVD sensitivity by Linear module name), with
-    ``forward`` from ``_probe``."""
+    ``forward`` from ``probe``."""
     prune_cfg = project.config(model, "prune")
     svd_cfg = project.config(model, "factorize")
     params = [n for n, _ in prunable(fp32, prune_cfg)]
@@ -308,9 +308,9 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     fp32 = load_fp32(project, model)
     prune_sens = svd_sens = student = None
     if fp32 is not None:
-        probe = _probe(project, model, cfg.probe_samples)  # calibration read and tokenized once
-        prune_sens, svd_sens = sensitivities(project, model, fp32, cfg, probe[1])
-        student = student_distortion(project, model, fp32, cfg, probe)
+        probed = probe(project, model, cfg.probe_samples)  # calibration read and tokenized once
+        prune_sens, svd_sens = sensitivities(project, model, fp32, cfg, probed[1])
+        student = student_distortion(project, model, fp32, cfg, probed)
         record = {"prune": prune_sens, "svd": svd_sens, "student": student, "metric": "1 - cosine"}
         write_json(out / "sensitivity.json", record)
     quantize = project.entry(model).get("quantize") is not None
@@ -383,7 +383,7 @@ def _params(p: Project, m: str) -> dict[str, Any]:
     }
 
 
-SEARCH = Stage("search", 1, _inputs, _params, skippable(_body, "search"))
+SEARCH = Stage("search", 2, _inputs, _params, skippable(_body, "search"))  # 2: trials scored on WordSim-353 too
 
 
 def search(model: str, root: str = ".") -> dict[str, Any]:

@@ -8,6 +8,7 @@ from tasks.compress import DISTILL, FACTORIZE, PRUNE, QUANTIZE, SCORE
 from tasks.fetch import FETCH, ZOO
 from tasks.package import PACKAGE
 from tasks.publish import PUBLISH
+from tasks.recipe import RECIPE
 from tasks.report import REPORT
 from tasks.search import SEARCH
 from tasks.stage import Stage
@@ -24,6 +25,7 @@ STAGES: dict[str, Stage] = {
         QUANTIZE,
         FACTORIZE,
         DISTILL,
+        RECIPE,
         SEARCH,
         PACKAGE,
         VALIDATE,

@@ -30,7 +30,7 @@ log = logging.getLogger("pipeline")
 Tolerance = float | dict[str, float]  # absolute drop, or {"relative": r}
 
 QUALITY = {
-    "text-encoder": ["lee_pearson", "polarity_accuracy", "cosine_to_fp32"],
+    "text-encoder": ["lee_pearson", "polarity_accuracy", "wordsim_spearman", "cosine_to_fp32"],
     "image-classifier": ["accuracy", "agreement_to_fp32"],
 }
 
@@ -196,7 +196,7 @@ def _inputs(p: Project, m: str) -> dict[str, Path]:
 
 VALIDATE = Stage(
     name="validate",
-    version=3,  # 2: Data Docs in gx_docs/; 3: calibration suite, embedding norms
+    version=4,  # 2: Data Docs in gx_docs/; 3: calibration suite, embedding norms; 4: WordSim-353
     inputs=_inputs,
     params=lambda p, m: {
         "eval": p.entry(m).get("eval"),

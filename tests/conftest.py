@@ -99,6 +99,18 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
             "publish_bucket": f"{prefix}-published",
             "dvc_bucket": f"{prefix}-dvc",
         },
+        "recipes": {
+            "tiny-drop-in": [
+                {"step": "int4", "ops": ["Gather"], "block_size": 16},
+                {"step": "int8", "op_types": ["MatMul"]},
+            ],
+            "tiny-deep-compression": [
+                {"step": "prune_channels", "amount": 0.5},
+                {"step": "finetune", "train": {"epochs": 1, "subset": 512, "lr": 0.002}},
+                {"step": "prune", "sparsity": 0.6, "min_numel": 64},
+                {"step": "kmeans", "bits": 3, "min_numel": 64},
+            ],
+        },
         "models": {
             "tiny-text": {
                 "kind": "text-encoder",
@@ -113,6 +125,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
                 "quantize": {"mode": "dynamic", "per_channel": True},
                 "factorize": {"energy": 0.6, "max_param_ratio": 0.9, "skip": ["pooler"]},
                 "distill": {"layers": [0], "steps": 5, "batch_size": 8, "lr": 0.001, "max_length": 16},
+                "recipe": "tiny-drop-in",
                 "search": None,
                 "bench": {"batch_sizes": [1], "seq_len": 16, "warmup": 2, "runs": 5},
             },
@@ -129,6 +142,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
                 "quantize": {"mode": "static", "per_channel": True},
                 "factorize": {"energy": 0.8, "max_param_ratio": 0.9, "skip": ["classifier.3"]},
                 "distill": {"student": {"channels": [2, 4], "hidden": 8}, "train": {"epochs": 1, "batch_size": 64}},
+                "recipe": "tiny-deep-compression",
                 # a small search: int8, prune 0.5 and both; two trials side by side
                 "search": {
                     "max_trials": 3,

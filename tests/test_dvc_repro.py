@@ -46,8 +46,8 @@ def test_dvc_repro_matches_the_prefect_tasks(
             TASKS[stage].fn(model, str(other))
         built = Project.at(repo).artifacts(model)
         assert set(built) == set(Project.at(other).artifacts(model))
-        # digits (TorchScript) has no student to distil; only tiny-cnn asks for a search
-        absent = {"digits": {"distill", "search"}, "tiny-text": {"search"}, "tiny-cnn": set()}[model]
+        # digits (TorchScript) has no student to distil and no recipe; only tiny-cnn asks for a search
+        absent = {"digits": {"distill", "recipe", "search"}, "tiny-text": {"search"}, "tiny-cnn": set()}[model]
         assert set(built) == set(ARTIFACT_STAGES) - absent
         assert set(Project.at(repo).skipped(model)) == absent
         for stage in built:

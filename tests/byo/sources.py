@@ -93,6 +93,7 @@ def entry(files: dict[str, Path], fmt: str, **overrides: object) -> dict[str, ob
         "factorize": {"energy": 0.95, "max_param_ratio": 0.95},
         # asked for every format: only safetensors + factory can build a student
         "distill": {"student_args": {"hidden": 32}, "train": {"epochs": 60, "batch_size": 32, "lr": 0.005}},
+        "recipe": None,
         "search": None,
         "bench": {"batch_sizes": [1], "warmup": 2, "runs": 5},
     }

@@ -215,6 +215,7 @@ def test_a_text_encoder_onnx_is_scored_on_similarity_pairs_and_a_probe(tmp_path:
         "quantize": {"mode": "static", "per_channel": True},
         "factorize": None,
         "distill": {"student_args": {"layers": 1}},
+        "recipe": None,
         "search": None,
         "bench": {"batch_sizes": [1], "seq_len": 16, "warmup": 2, "runs": 5},
     }

@@ -56,8 +56,10 @@ def test_report_has_every_candidate_the_figures_and_is_uploaded(tiny_project: Pa
     assert {f["artifact"] for f in fronts} == published and {(f["run"], f["current"]) for f in fronts} == {
         (version[:8], True)
     }
-    smallest = min(published, key=lambda s: metrics[s]["size_bytes"])
-    assert next(f for f in fronts if f["artifact"] == smallest)["on_front"]  # nothing is smaller
+    # nothing is smaller than the smallest, so one of them is on the front (the recipe's
+    # thinned CNN and the distilled student can tie in size: then the better one is)
+    least = min(metrics[s]["size_bytes"] for s in published)
+    assert any(f["on_front"] for f in fronts if metrics[f["artifact"]]["size_bytes"] == least)
 
     version = p.read_output("tiny-cnn", "publish", "published.json")["version"]
     st = s3io.S3Settings.from_project(p)

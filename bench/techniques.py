@@ -26,7 +26,7 @@ from torch import nn
 from model_compression.factorize.svd import SVDConfig
 from model_compression.factorize.svd import factorize as svd
 from model_compression.info.package import pack
-from model_compression.prune.magnitude import MagnitudePruneConfig
+from model_compression.prune.magnitude import MagnitudePruneConfig, weight_matrices
 from model_compression.prune.magnitude import prune as magnitude_prune
 from model_compression.prune.sensitive import SensitivePruneConfig
 from model_compression.prune.sensitive import prune as sensitive_prune
@@ -57,9 +57,8 @@ Make = Callable[[Path], Path]  # workdir -> the variant's ONNX file
 @torch.no_grad()
 def _fake_quant(model: nn.Module, quant: Callable[[torch.Tensor], torch.Tensor]) -> nn.Module:
     """Replace every weight matrix of >= 1,024 values by its quantized-dequantized copy."""
-    for _, p in model.named_parameters():
-        if p.dim() >= 2 and p.numel() >= 1024:
-            p.copy_(quant(p.detach()))
+    for _, p in weight_matrices(model, 1024, ()):
+        p.copy_(quant(p.detach()))
     return model
 
 

@@ -24,7 +24,7 @@ from model_compression.kinds import image_classifier, text_encoder
 from model_compression.prune.magnitude import prune as magnitude_prune
 from model_compression.prune.magnitude import sparsity as achieved_sparsity
 from model_compression.prune.onnx_magnitude import prune_onnx
-from model_compression.quantize.onnx_int8 import count_quantized_nodes
+from model_compression.quantize.onnx_int8 import OnnxInt8Config, count_quantized_nodes
 from model_compression.quantize.onnx_int8 import quantize as ort_quantize
 from model_compression.quantize.presets import apply_preset
 from model_compression.registry import SETTINGS, from_dict
@@ -149,9 +149,12 @@ def calibration_feeds(project: Project, model: str) -> list[dict[str, Any]]:
     return image_classifier.calibration_feeds(project.stage_dir(model, "fetch"), n)
 
 
-def quantize_to(project: Project, model: str, preset: str, dst: Path, src: Path | None = None) -> dict[str, Any]:
-    """int8 of ``model``'s fp32 ONNX (or of ``src``) for a hardware ``preset``, written to ``dst``."""
-    cfg = apply_preset(project.config(model, "quantize"), preset)
+def quantize_to(
+    project: Project, model: str, preset: str, dst: Path, src: Path | None = None, cfg: OnnxInt8Config | None = None
+) -> dict[str, Any]:
+    """int8 of ``model``'s fp32 ONNX (or of ``src``) for a hardware ``preset``, written to
+    ``dst``, with the entry's ``quantize`` section (or ``cfg``, e.g. a recipe step's)."""
+    cfg = apply_preset(cfg or project.config(model, "quantize"), preset)
     feeds = calibration_feeds(project, model) if cfg.mode == "static" else None
     ort_quantize(src or project.artifact(model, "baseline"), dst, cfg, feeds)
     return {

@@ -27,12 +27,9 @@ from model_compression.prune.structured import drop_layers, prune_channels, prun
 from model_compression.quantize.kmeans import distinct_values, share, share_sensitive
 from model_compression.quantize.onnx_int4 import count_int4_nodes
 from model_compression.quantize.onnx_int4 import quantize as int4_quantize
-from model_compression.quantize.onnx_int8 import count_quantized_nodes
-from model_compression.quantize.onnx_int8 import quantize as int8_quantize
-from model_compression.quantize.presets import apply_preset
 from model_compression.registry import RECIPE_STEPS, recipe_steps
 from tasks.baseline import export, load_fp32, n_params
-from tasks.compress import calibration_feeds, eval_config
+from tasks.compress import eval_config, quantize_to, skippable
 from tasks.pools import local_pool, resolve_preset
 from tasks.project import Project
 from tasks.search import probe
@@ -93,11 +90,7 @@ def _torch_step(project: Project, model: str, step: str, cfg: Any, net: Any, tea
 
 def _onnx_step(project: Project, model: str, step: str, cfg: Any, src: Path, dst: Path) -> dict[str, Any]:
     if step == "int8":
-        preset = resolve_preset(local_pool(project))
-        cfg = apply_preset(cfg, preset)
-        feeds = calibration_feeds(project, model) if cfg.mode == "static" else None
-        int8_quantize(src, dst, cfg, feeds)
-        return {"preset": preset, "mode": cfg.mode, "quantized_nodes": count_quantized_nodes(dst)}
+        return quantize_to(project, model, resolve_preset(local_pool(project)), dst, src, cfg)
     int4_quantize(src, dst, cfg)
     return {"int4_nodes": count_int4_nodes(dst)}
 
@@ -131,22 +124,6 @@ def _recipe(project: Project, model: str, out: Path) -> dict[str, Any]:
             "storage_only": any(d["step"] in SPARSE_STEPS for d in done)}  # fmt: skip
 
 
-def _skippable(project: Project, model: str, out: Path) -> dict[str, Any]:
-    reason = None
-    if project.entry(model).get("recipe") is None:
-        reason = f"not requested ({model}.recipe is null in params.yaml)"
-    elif project.kind(model) == "custom":
-        reason = "recipes run on the catalogue kinds (text-encoder, image-classifier); custom models use the stages"
-    if reason is not None:
-        log.info("%s/recipe skipped: %s", model, reason)
-        return {"skipped": reason}
-    try:
-        return _recipe(project, model, out)
-    except NotApplicable as e:
-        log.warning("%s/recipe skipped: %s", model, e)
-        return {"skipped": str(e)}
-
-
 def _inputs(p: Project, m: str) -> dict[str, Path]:
     inputs = {"baseline": p.stage_dir(m, "baseline")}
     if p.kind(m) != "text-encoder":
@@ -164,7 +141,7 @@ def _params(p: Project, m: str) -> dict[str, Any]:
     return out
 
 
-RECIPE = Stage("recipe", 1, _inputs, _params, _skippable)
+RECIPE = Stage("recipe", 1, _inputs, _params, skippable(_recipe, "recipe"))
 
 
 def recipe(model: str, root: str = ".") -> dict[str, Any]:

@@ -13,7 +13,7 @@ from model_compression.search.pareto import Direction, front
 from tasks import html_report, selection
 from tasks import s3 as s3io
 from tasks.project import ARTIFACT_STAGES, Project
-from tasks.stage import Stage, write_json
+from tasks.stage import Stage, read_record, write_json
 from tasks.validate import load_rows, quality_columns
 
 log = logging.getLogger("pipeline")
@@ -142,11 +142,8 @@ def report(model: str, root: str = ".") -> dict[str, Any]:
 def storage_only(project: Project, model: str, stage: str, speedup: float) -> bool:
     """A sparse or weight-shared artifact (its stage says so) that runs no faster than fp32
     on onnxruntime: its zeros pay off only in the transfer package, not at serving time."""
-    record = project.stage_dir(model, stage) / "record.json"
-    if stage == "baseline" or not record.is_file():
-        return False
-    sparse = bool(json.loads(record.read_text()).get("summary", {}).get("storage_only"))
-    return sparse and speedup < STORAGE_ONLY_SPEEDUP
+    record = read_record(project.stage_dir(model, stage)) or {}
+    return bool(record.get("summary", {}).get("storage_only")) and speedup < STORAGE_ONLY_SPEEDUP
 
 
 def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:

@@ -11,6 +11,7 @@ pruned weights held at zero.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +77,7 @@ def finetune_classifier(
     """Logit-KD fine-tuning of ``student`` in place, its zeros held; returns epoch losses."""
     torch.manual_seed(seed)
     soft = predict_logits(teacher, x)
-    train_cfg = TrainConfig(cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.train.subset, seed)
+    train_cfg = dataclasses.replace(cfg.train, seed=seed)
     hold = _holder(zero_mask(student))
     return train(student, x, y, train_cfg, soft, cfg.temperature, cfg.alpha, after_step=hold)
 

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from model_compression.layers import conv_like
+
 
 @dataclass(frozen=True)
 class SVDConfig:
@@ -93,13 +95,7 @@ class LowRankConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, rank: int) -> None:
         super().__init__()
-        self.down = nn.Conv2d(conv.in_channels, rank, 1, bias=False)
-        # the original geometry, copied rather than re-derived
-        self.down.kernel_size, self.down.stride = conv.kernel_size, conv.stride
-        self.down.padding, self.down.dilation = conv.padding, conv.dilation
-        self.down.padding_mode = conv.padding_mode
-        self.down._reversed_padding_repeated_twice = conv._reversed_padding_repeated_twice
-        self.down.weight = nn.Parameter(torch.empty(rank, conv.in_channels, *conv.kernel_size))
+        self.down = conv_like(conv, conv.in_channels, rank, bias=False)
         self.up = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -41,17 +41,22 @@ def codebook(arr: np.ndarray, bits: int = 8) -> np.ndarray | None:
     return values if values.size <= 2**bits else None
 
 
+def symbols_and_codebook(arr: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
+    """(``tensor_symbols``, the ``codebook`` they index, or None when they are not indices)."""
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr, None
+    book = codebook(arr, bits)
+    if book is not None:
+        return np.searchsorted(book, arr).astype(np.int64), book
+    return linear_quantize(torch.from_numpy(np.array(arr, dtype=np.float32)), bits).numpy(), None
+
+
 def tensor_symbols(arr: np.ndarray, bits: int = 8) -> np.ndarray:
     """The symbols a coder is handed for one stored tensor: an integer tensor (already
     quantized) as it is, a weight-shared float tensor as indices into its ``codebook``
     (exact), any other float tensor after ``bits``-bit ``linear_quantize``. The entropy
     bound and the transfer package both use exactly these."""
-    if np.issubdtype(arr.dtype, np.integer):
-        return arr
-    book = codebook(arr, bits)
-    if book is not None:
-        return np.searchsorted(book, arr).astype(np.int64)
-    return linear_quantize(torch.from_numpy(np.array(arr, dtype=np.float32)), bits).numpy()
+    return symbols_and_codebook(arr, bits)[0]
 
 
 def empirical_entropy(symbols: np.ndarray | torch.Tensor) -> float:

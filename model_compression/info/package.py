@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from model_compression.info.entropy import codebook, empirical_entropy, tensor_symbols
+from model_compression.info.entropy import empirical_entropy, symbols_and_codebook, tensor_symbols
 
 MAGIC = b"MCPK2\n"
 
@@ -58,12 +58,12 @@ def _symbols(arr: np.ndarray, bits: int) -> tuple[np.ndarray, float, np.ndarray 
         return tensor_symbols(arr, bits).astype(np.int64), 0.0, None
     if not np.isfinite(arr).all():
         raise ValueError("weights contain NaN or Inf values")
-    book = codebook(arr, bits)
+    symbols, book = symbols_and_codebook(arr, bits)
     if book is not None:
-        return tensor_symbols(arr, bits).astype(np.int64), 1.0, book
+        return symbols.astype(np.int64), 1.0, book
     peak = float(np.abs(arr.astype(np.float32)).max())
     scale = peak / (2 ** (bits - 1) - 1) if peak > 0 else 1.0  # linear_quantize's own scale
-    return tensor_symbols(arr, bits).astype(np.int64), scale, None
+    return symbols.astype(np.int64), scale, None
 
 
 def _deflate(data: bytes) -> bytes:

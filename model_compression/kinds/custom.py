@@ -52,7 +52,10 @@ def skip_reason(technique: str, fmt: str, task: str) -> str | None:
 
     ONNX files, TorchScript and ``.pt2`` programs are pruned and factorized on the ONNX
     graph (initializers; MatMul/Gemm split in two), so only distillation needs a factory.
+    Recipes (named chains of steps) are for the catalogue kinds.
     """
+    if technique == "recipe":
+        return "recipes run on the catalogue kinds (text-encoder, image-classifier); a custom model uses the stages"
     if technique != "distill":
         return None
     if fmt == "onnx":

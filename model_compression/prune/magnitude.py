@@ -37,13 +37,19 @@ class MagnitudePruneConfig:
             raise ValueError(f"MagnitudePruneConfig.scope must be 'global' or 'layer', got {self.scope!r}")
 
 
-def prunable(model: nn.Module, cfg: MagnitudePruneConfig) -> list[tuple[str, nn.Parameter]]:
-    """Weight matrices that ``cfg`` allows to prune, in ``named_parameters`` order."""
+def weight_matrices(model: nn.Module, min_numel: int, skip: tuple[str, ...]) -> list[tuple[str, nn.Parameter]]:
+    """Weights of at least 2 dimensions and ``min_numel`` values whose names contain none of
+    ``skip``, in ``named_parameters`` order: what pruning and weight sharing touch."""
     return [
         (n, p)
         for n, p in model.named_parameters()
-        if p.dim() >= 2 and p.numel() >= cfg.min_numel and not any(s in n for s in cfg.skip)
+        if p.dim() >= 2 and p.numel() >= min_numel and not any(s in n for s in skip)
     ]
+
+
+def prunable(model: nn.Module, cfg: MagnitudePruneConfig) -> list[tuple[str, nn.Parameter]]:
+    """Weight matrices that ``cfg`` allows to prune, in ``named_parameters`` order."""
+    return weight_matrices(model, cfg.min_numel, cfg.skip)
 
 
 def threshold(values: torch.Tensor, sparsity: float) -> float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model_compression.prune.magnitude import MagnitudePruneConfig, prunable
+from model_compression.prune.magnitude import weight_matrices
 from model_compression.score.allocate import allocate
 from model_compression.score.sensitivity import Forward, layer_sensitivity, pruned_weight
 
@@ -46,7 +46,7 @@ class SensitivePruneConfig:
 
 def plan(model: nn.Module, cfg: SensitivePruneConfig, forward: Forward) -> dict[str, float]:
     """``{parameter name: sparsity}`` meeting ``cfg.sparsity`` overall with least distortion."""
-    params = prunable(model, MagnitudePruneConfig(min_numel=cfg.min_numel, skip=cfg.skip))
+    params = weight_matrices(model, cfg.min_numel, cfg.skip)
     if not params:
         raise ValueError("model has no prunable weight matrices")
     numel = {n: p.numel() for n, p in params}

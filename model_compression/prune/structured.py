@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from model_compression.score.structure import head_scores, neuron_scores, unit_scores
+from model_compression.layers import conv_like
+from model_compression.score.structure import bert_of, head_scores, neuron_scores, unit_scores
 
 
 @dataclass(frozen=True)
@@ -80,17 +81,10 @@ def _slice(layer: nn.Conv2d | nn.Linear, out_idx: torch.Tensor | None, in_idx: t
     if isinstance(layer, nn.Conv2d):
         if layer.groups != 1:
             raise ValueError("grouped/depthwise convolutions are not supported by channel pruning")
-        new = nn.Conv2d(w.shape[1], w.shape[0], 1, bias=b is not None)
-        # same geometry as the original (copied, not re-derived)
-        new.kernel_size, new.stride, new.padding, new.dilation = (
-            layer.kernel_size, layer.stride, layer.padding, layer.dilation
-        )  # fmt: skip
-        new.padding_mode = layer.padding_mode
-        new._reversed_padding_repeated_twice = layer._reversed_padding_repeated_twice
-        new.weight = nn.Parameter(w.clone())
+        new = conv_like(layer, w.shape[1], w.shape[0], bias=b is not None)
     else:
         new = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
-        new.weight.data.copy_(w)
+    new.weight.data.copy_(w)
     if b is not None and new.bias is not None:
         new.bias.data.copy_(b)
     return new
@@ -155,8 +149,8 @@ def prune_transformer(encoder: nn.Module, cfg: TransformerPruneConfig) -> tuple[
     lowest-magnitude heads and FFN neurons of every layer removed; and per layer
     [heads, neurons] kept."""
     model = copy.deepcopy(encoder).eval()
-    bert: Any = model.encoder if hasattr(model, "encoder") and hasattr(model.encoder, "encoder") else model
-    if not hasattr(bert, "encoder") or not hasattr(bert.encoder, "layer"):
+    bert = bert_of(model)
+    if bert is None:
         raise ValueError("prune_transformer needs a BERT-style model (encoder.layer[i].attention / intermediate)")
     kept: dict[str, list[int]] = {}
     for i, layer in enumerate(bert.encoder.layer):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from model_compression.prune.magnitude import weight_matrices
+
 
 @dataclass(frozen=True)
 class KMeansConfig:
@@ -68,11 +70,7 @@ def cluster(w: torch.Tensor, bits: int = 4, iters: int = 30) -> tuple[torch.Tens
 
 
 def shareable(model: nn.Module, cfg: KMeansConfig) -> list[tuple[str, nn.Parameter]]:
-    return [
-        (n, p)
-        for n, p in model.named_parameters()
-        if p.dim() >= 2 and p.numel() >= cfg.min_numel and not any(s in n for s in cfg.skip)
-    ]
+    return weight_matrices(model, cfg.min_numel, cfg.skip)
 
 
 @torch.no_grad()
@@ -82,10 +80,7 @@ def share(model: nn.Module, cfg: KMeansConfig) -> nn.Module:
     if not params:
         raise ValueError("model has no weight matrices to share (all below min_numel or skipped)")
     for _, p in params:
-        book, idx = cluster(p, cfg.bits, cfg.iters)
-        flat = p.view(-1)
-        nz = flat != 0
-        flat[nz] = book[idx].to(p.dtype)
+        p.copy_(shared_weight(p.detach(), cfg.bits, cfg.iters))
     return model
 
 

@@ -14,6 +14,16 @@ import torch
 from torch import nn
 
 
+def bert_of(model: nn.Module) -> Any | None:
+    """The BERT model (``.encoder.layer[i].attention`` ...) inside ``model`` - itself, or
+    the ``.encoder`` of a wrapper such as ``SentenceEncoder`` - or None."""
+    candidates: tuple[Any, ...] = (getattr(model, "encoder", None), model)
+    for candidate in candidates:
+        if hasattr(candidate, "encoder") and hasattr(candidate.encoder, "layer"):
+            return candidate
+    return None
+
+
 def unit_scores(weight: torch.Tensor) -> torch.Tensor:
     """L1 norm of each output unit (dim 0) of a Linear or Conv weight: shape (out,)."""
     return weight.detach().abs().reshape(weight.shape[0], -1).sum(1)
@@ -38,9 +48,9 @@ def structure_scores(model: nn.Module) -> list[dict[str, Any]]:
     ``channel`` (Conv2d) or ``neuron`` (Linear) row for every layer but the last (the
     output layer is never pruned). Each row: layer, unit, count, scores (L1, in order)
     and their min / median / max."""
-    bert: Any = getattr(model, "encoder", model)
+    bert = bert_of(model)
     rows: list[dict[str, Any]] = []
-    if hasattr(bert, "encoder") and hasattr(bert.encoder, "layer"):
+    if bert is not None:
         for i, layer in enumerate(bert.encoder.layer):
             size = layer.attention.self.attention_head_size
             rows.append(_row(f"layer.{i}", "head", head_scores(layer, size)))

@@ -115,3 +115,13 @@ def test_scores_for_classification_and_agreement():
         and ag["kl_to_fp32"] > 0
     )
     assert kl_nats(logits, logits) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "safetensors", "torchscript", "pt2"])
+def test_recipes_are_refused_for_custom_models_with_the_reason(fmt):
+    from model_compression.kinds.custom import skip_reason
+
+    assert skip_reason("recipe", fmt, "classification") == (
+        "recipes run on the catalogue kinds (text-encoder, image-classifier); a custom model uses the stages"
+    )
+    assert skip_reason("prune", fmt, "classification") is None

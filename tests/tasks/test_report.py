@@ -51,6 +51,10 @@ def test_report_has_every_candidate_the_figures_and_is_uploaded(tiny_project: Pa
     assert page.count('src="data:image/png;base64,') == 6
     fronts = json.loads((out / "pareto.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
+    # storage-only: sparse or shared weights (prune, the k-means'd recipe) and no faster than fp32
+    for s, m in metrics.items():
+        sparse = s in ("prune", "recipe")
+        assert m["storage_only"] == (sparse and m["speedup_vs_fp32"] < 1.05), s
     published = {s for s, m in metrics.items() if s != "baseline" and m["uri"]}
     version = p.read_output("tiny-cnn", "publish", "published.json")["version"]
     assert {f["artifact"] for f in fronts} == published and {(f["run"], f["current"]) for f in fronts} == {

@@ -29,11 +29,12 @@ lint: setup
 test: lint  ## lint, type-check, layering contract, then the test suite
 	$(BIN)/python -m pytest
 
-repro: setup  ## the same stages through DVC, with the embedded S3 up for the whole run
-	$(BIN)/python -m tasks.with_s3 -- $(BIN)/dvc repro
+repro: setup  ## the same stages through DVC (dvc.yaml written from the stage declarations), embedded S3 up throughout
+	$(BIN)/python -m tasks dvc-yaml
+	$(BIN)/python -m tasks.storage.with_s3 -- $(BIN)/dvc repro
 
 push: setup  ## push data versions to the DVC remote on the (embedded) S3
-	$(BIN)/python -m tasks.with_s3 -- $(BIN)/dvc push
+	$(BIN)/python -m tasks.storage.with_s3 -- $(BIN)/dvc push
 
 pull: setup  ## pull data versions from the DVC remote
-	$(BIN)/python -m tasks.with_s3 -- $(BIN)/dvc pull
+	$(BIN)/python -m tasks.storage.with_s3 -- $(BIN)/dvc pull

@@ -17,17 +17,18 @@ from pathlib import Path
 from model_compression.quantize.presets import preset_for
 from model_compression.runtime.compare import benchmark_files
 from model_compression.runtime.fingerprint import fingerprint
-from tasks.benchmark import bench_settings
-from tasks.compress import quantize_to
-from tasks.project import Project, configure_runtime
-from tasks.validate import QUALITY, evaluate_artifacts
+from tasks import chains
+from tasks.core import runtime
+from tasks.core.project import Project
+from tasks.evaluation import evaluate_artifacts
+from tasks.stages.benchmark import bench_settings
 
 PRESETS = ("avx2", "avx512_vnni")
 
 
 def main(models: list[str]) -> None:
     project = Project.at(".")
-    configure_runtime(project)
+    runtime.configure(project.seed, project.threads)
     fp = fingerprint()
     print(f"This machine: {fp['cpu']}, flags {', '.join(fp['flags'])} -> preset {preset_for(fp)}\n")
     for model in models or project.catalogue():
@@ -35,11 +36,12 @@ def main(models: list[str]) -> None:
             files = {"baseline": project.artifact(model, "baseline")}
             for preset in PRESETS:
                 files[preset] = Path(tmp) / f"{preset}.onnx"
-                quantize_to(project, model, preset, files[preset])
+                steps = [("int8", chains.config(project, model, "quantize"))]
+                chains.apply(project, model, steps, files[preset], torch_model=None, preset=preset)
             rows = {r["artifact"]: r for r in evaluate_artifacts(project, model, files)}
             cfg = bench_settings(project, model)
             bench = benchmark_files(files, cfg)
-        quality = QUALITY[project.kind(model)]
+        quality = project.kind(model).project.kind(model).quality_columns(project, model)
         batches = [str(b) for b in cfg.batch_sizes]
         head = ["artifact", "bytes", *quality, *(f"p50 ms (b={b})" for b in batches)]
         head += [f"speed-up (b={b})" for b in batches]

@@ -15,23 +15,24 @@ import time
 
 from model_compression.runtime.isolated import declared_inputs, synthetic_feeds
 from model_compression.stats.bootstrap import paired, ratio_of_medians
-from tasks import regression
-from tasks.benchmark import bench_settings
-from tasks.project import Project, configure_runtime
+from tasks.core import runtime
+from tasks.core.project import Project
+from tasks.gates import regression
+from tasks.stages.benchmark import bench_settings
 
 
 def main(models: list[str]) -> None:
     project = Project.at(".")
-    configure_runtime(project)
+    runtime.configure(project.seed, project.threads)
     cfg = regression.config(project)
     print(f"regression: {cfg}\n")
     for model in models or project.catalogue():
-        made = regression.sampler(project, model)
-        assert made is not None
-        metric, make, n = made
+        evaluate = project.kind(model).evaluator(project, model)
         bench = bench_settings(project, model)
         files = project.artifacts(model)
-        base = make(files["baseline"])
+        base = evaluate(files["baseline"], None)
+        assert base.statistic is not None, f"{model}'s task has no per-example headline"
+        metric, n = base.headline, base.examples
         print(f"### {model}: {metric} over {n} eval examples, p50 at batch {bench.batch_sizes[0]}\n")
         print("| artifact | Δ" + metric + " (95% CI) | p50 ratio vs fp32 (95% CI) | gate | seconds |")
         print("|---|---|---|---|---|")
@@ -39,7 +40,9 @@ def main(models: list[str]) -> None:
             if name == "baseline":
                 continue
             t0 = time.perf_counter()
-            q = paired(make(path), base, n, cfg.resamples, cfg.confidence, seed=project.seed)
+            tonight = evaluate(path, base.outputs).statistic
+            assert tonight is not None
+            q = paired(tonight, base.statistic, n, cfg.resamples, cfg.confidence, seed=project.seed)
             feeds = synthetic_feeds(declared_inputs(path), bench.batch_sizes[0], bench.seq_len, seed=project.seed)
             new_t, old_t = regression._timings(path, files["baseline"], feeds, cfg, project.threads)
             lat = ratio_of_medians(new_t, old_t, cfg.resamples, cfg.confidence, seed=project.seed)

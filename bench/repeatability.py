@@ -16,8 +16,8 @@ import argparse
 import statistics
 
 from model_compression.runtime.compare import benchmark_files
-from tasks.benchmark import bench_settings
-from tasks.project import ARTIFACT_STAGES, Project
+from tasks.core.project import ARTIFACT_STAGES, Project
+from tasks.stages.benchmark import bench_settings
 
 
 def spread(values: list[float]) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from flows.nightly import nightly
-from tasks import logs
+from tasks.core import logs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import sys
 
-from tasks.project import ARTIFACT_STAGES, Project
-from tasks.validate import load_rows, quality_columns
+from tasks.core.project import ARTIFACT_STAGES, Project
+from tasks.evaluation import load_rows
 
 
 def model_table(project: Project, model: str) -> str:
     rows = load_rows(project, model)
     bench = project.read_output(model, "benchmark", "bench.json")
     published = project.read_output(model, "publish", "published.json")["artifacts"]
-    quality = quality_columns(project, model)
+    quality = project.kind(model).quality_columns(project, model)
     batches = [str(b) for b in bench["settings"]["batch_sizes"]]
     head = ["artifact", "ONNX bytes", "× smaller", "entropy bound bytes", "bytes / bound", *quality]
     head += [f"p50 ms (b={b})" for b in batches] + [f"p99 ms (b={batches[0]})"]
@@ -74,7 +74,7 @@ def search_table(project: Project, model: str) -> str:
         return "(no search for this model)"
     summary = project.read_output(model, "search", "search.json")
     trials = project.read_output(model, "search", "trials.json")
-    quality = quality_columns(project, model)
+    quality = project.kind(model).quality_columns(project, model)
     head = ["trial", "recipe", "status", "ONNX bytes", "entropy bound bytes", *quality, "p50 ms (b=1)", "seconds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in trials:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from model_compression.chain import probe_forward
 from model_compression.factorize.svd import SVDConfig
 from model_compression.factorize.svd import factorize as svd
 from model_compression.info.package import pack
@@ -43,13 +44,10 @@ from model_compression.quantize.onnx_int4 import quantize as int4
 from model_compression.quantize.onnx_int8 import OnnxInt8Config
 from model_compression.quantize.onnx_int8 import quantize as int8
 from model_compression.runtime.compare import benchmark_files
-from tasks.baseline import export, load_fp32
-from tasks.benchmark import bench_settings
-from tasks.compress import calibration_feeds
-from tasks.package import BITS, MIN_NUMEL
-from tasks.project import Project, configure_runtime
-from tasks.search import probe
-from tasks.validate import evaluator, quality_columns
+from tasks.core import runtime
+from tasks.core.project import Project
+from tasks.stages.benchmark import bench_settings
+from tasks.stages.package import BITS, MIN_NUMEL
 
 Make = Callable[[Path], Path]  # workdir -> the variant's ONNX file
 
@@ -64,15 +62,17 @@ def _fake_quant(model: nn.Module, quant: Callable[[torch.Tensor], torch.Tensor])
 
 def variants(project: Project, model: str) -> dict[str, tuple[str, Make]]:
     """``{variant: (technique family, make)}`` for ``model``'s kind."""
-    fp32 = load_fp32(project, model)
+    kind = project.kind(model)
+    fp32 = kind.load(project, model)
     assert fp32 is not None, f"{model} has no torch model to compress"
     base = project.artifact(model, "baseline")
-    text = project.kind(model) == "text-encoder"
-    forward = probe(project, model, 32)[1]
+    text = kind.embeds(project, model)
+    calibration = kind.calibration(project, model)
+    forward = probe_forward(calibration, 32)[1]
 
     def torch_step(fn: Callable[[nn.Module], nn.Module]) -> Make:
         def make(work: Path) -> Path:
-            export(project, model, fn(copy.deepcopy(fp32)), work / "model.onnx")
+            kind.export(project, model, fn(copy.deepcopy(fp32)), work / "model.onnx")
             return work / "model.onnx"
 
         return make
@@ -85,7 +85,7 @@ def variants(project: Project, model: str) -> dict[str, tuple[str, Make]]:
         return make
 
     def int8_cfg(**kw: Any) -> Make:
-        feeds = calibration_feeds(project, model) if kw.get("mode") == "static" else None
+        feeds = calibration if kw.get("mode") == "static" else None
         return onnx_step(lambda s, d: int8(s, d, OnnxInt8Config(reduce_range=False, **kw), feeds))
 
     def plain_dynamic(src: Path, dst: Path) -> None:
@@ -172,9 +172,9 @@ def variants(project: Project, model: str) -> dict[str, tuple[str, Make]]:
 
 
 def run(project: Project, model: str) -> str:
-    quality = quality_columns(project, model)
+    quality = project.kind(model).project.kind(model).quality_columns(project, model)
     head = quality[0]
-    evaluate = evaluator(project, model)
+    evaluate = project.kind(model).evaluator(project, model)
     settings = bench_settings(project, model)
     batches = [str(b) for b in settings.batch_sizes]
     with tempfile.TemporaryDirectory() as tmp:
@@ -188,8 +188,9 @@ def run(project: Project, model: str) -> str:
         rows: dict[str, dict[str, Any]] = {}
         ref = None
         for name, path in files.items():
-            metrics, outputs = evaluate(path, ref)
-            ref = outputs if ref is None else ref
+            result = evaluate(path, ref)
+            metrics = result.metrics
+            ref = result.outputs if ref is None else ref
             stats = pack(path, path.with_suffix(".mcpk"), BITS, MIN_NUMEL)
             rows[name] = {**metrics, "bytes": os.path.getsize(path), "package": stats.bytes}
         speed = benchmark_files(files, settings, reference="fp32")["speedup_vs_fp32"]
@@ -207,7 +208,7 @@ def run(project: Project, model: str) -> str:
 
 def main(models: list[str]) -> None:
     project = Project.at(".")
-    configure_runtime(project)
+    runtime.configure(project.seed, project.threads)
     for model in models or project.catalogue():
         print(f"#### {model}: each technique alone, no fine-tuning\n")
         print(run(project, model) + "\n")

@@ -4,10 +4,12 @@ python -m flows.cli plan [MODEL ...]          what a run would do, stage by stag
 python -m flows.cli run [MODEL ...]           run the nightly flow for these models
 python -m flows.cli run --dry-run [MODEL ...] the same as plan
 python -m flows.cli run --pool cpu-avx2 --workers 2 [MODEL ...]
+python -m flows.cli sync                      write dvc.yaml and prefect.yaml from params.yaml and the stages
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +20,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tasks.project import Project
-from tasks.stages import ORDER, STAGES
+from tasks.core.pipeline import ORDER, stage
+from tasks.core.project import Project
+from tasks.core.stage import record_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly model compression: plan or run.")
 console = Console()
@@ -29,18 +32,18 @@ Root = Annotated[str, typer.Option(help="Project root holding params.yaml and da
 
 def stage_status(project: Project, model: str, name: str) -> str:
     """'up to date', 'will run' (inputs present, output stale or missing) or 'after upstream'."""
-    stage = STAGES[name]
+    st = stage(name)
     try:
-        if any(not path.exists() for path in stage.inputs(project, model).values()):
+        if any(not path.exists() for path in st.inputs(project, model).values()):
             return "after upstream"
-        return "up to date" if stage.up_to_date(project, model) else "will run"
+        return "up to date" if st.up_to_date(project, model) else "will run"
     except FileNotFoundError as e:  # e.g. a catalogue seed that is not on this machine
         return f"blocked: {e}"
 
 
 def show_plan(project: Project, models: list[str]) -> None:
     for model in models:
-        t = Table(title=f"{model} ({project.kind(model)})")
+        t = Table(title=f"{model} ({project.kind_name(model)})")
         t.add_column("stage")
         t.add_column("status")
         for name in ORDER:
@@ -50,13 +53,31 @@ def show_plan(project: Project, models: list[str]) -> None:
 
 
 @app.command()
-def plan(models: Models = None, root: Root = ".") -> None:
+def plan(
+    models: Models = None,
+    root: Root = ".",
+    as_json: Annotated[bool, typer.Option("--json", help="Print {model: {stage: status}} as JSON.")] = False,
+) -> None:
     """Print what a run would do for each model and stage, without running anything."""
     project = Project.at(root)
     chosen = models or project.catalogue()
     for m in chosen:
-        project.entry(m)
+        project.check(m)
+    if as_json:
+        print(json.dumps({m: {n: stage_status(project, m, n) for n in ORDER} for m in chosen}, indent=2))
+        return
     show_plan(project, chosen)
+
+
+@app.command()
+def sync(root: Root = ".") -> None:
+    """Write dvc.yaml (from the stage declarations) and prefect.yaml (from params.yaml's pools)."""
+    from flows import deployments
+    from tasks.core import dvcyaml
+
+    project = Project.at(root)
+    for name, changed in (("dvc.yaml", dvcyaml.write(project)), ("prefect.yaml", deployments.write(project.root))):
+        console.print(f"{name}: {'written' if changed else 'already current'}")
 
 
 @contextmanager
@@ -72,7 +93,7 @@ def progress(project: Project, models: list[str]) -> Iterator[Any]:
     ids = {m: bars.add_task(m, total=len(ORDER)) for m in models}
 
     def done(m: str) -> int:
-        records = (project.stage_dir(m, n) / "record.json" for n in ORDER)
+        records = (record_path(project.stage_dir(m, n)) for n in ORDER)
         fresh = {n for n, r in zip(ORDER, records, strict=True) if r.is_file() and r.stat().st_mtime >= start}
         return len(done_at_start[m] | fresh)
 
@@ -109,7 +130,7 @@ def run(
         plan(models, root)
         return
     from flows.nightly import nightly, print_tables
-    from tasks import logs
+    from tasks.core import logs
 
     logs.setup()
     project = Project.at(root)

@@ -12,12 +12,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks import custom, logs
-from tasks import s3 as s3io
+from flows.prefect_tasks import compress_model, record_in_dvc
+from tasks.core import logs
+from tasks.core.project import Project
 from tasks.pools import targets
-from tasks.prefect_tasks import compress_model, record_in_dvc
-from tasks.project import Project
-from tasks.report import table
+from tasks.present.console import table
+from tasks.storage import s3 as s3io
 
 
 def task_runner(workers: int) -> Any:
@@ -84,8 +84,7 @@ def nightly(
     project = Project.at(root)
     chosen = models or project.catalogue()
     for m in chosen:
-        project.entry(m)  # unknown models, malformed entries and pools fail before any work starts
-        custom.check_entry(project, m)
+        project.check(m)  # unknown models, malformed entries and pools fail before any work starts
     remote = [p.name for p in targets(project, pools) if not p.inline]
     logger = get_run_logger()
     with s3io.available(project):

@@ -2,12 +2,12 @@
 
 ``benchmark-onnx`` is the flow a pool's worker runs: benchmark staged ONNX files on that
 machine. It is deployed once per pool as ``benchmark-onnx/<pool>`` (prefect.yaml), and
-called with ``run_deployment`` (tasks/dispatch.py). Its parameters are references to
+called with ``run_deployment`` (flows/dispatch.py). Its parameters are references to
 files on S3, the measurement settings and where to write the result; no hyperparameters.
 
 ``benchmark-on-pools`` is the caller's side for any ONNX files: dispatch them to each
 pool and gather the results (the nightly flow does the same per model, through
-``tasks/pool_serve.py``).
+``flows/pool_serve.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from tasks import dispatch
+from flows import dispatch
 
 dispatch_to_pool = task(dispatch.dispatch_files, name="dispatch", task_run_name="benchmark-on[{pool}]")
 bench_on_this_machine = task(

@@ -17,3 +17,8 @@ def conv_like(conv: nn.Conv2d, in_channels: int, out_channels: int, bias: bool) 
         "dilation": conv.dilation,
     }
     return nn.Conv2d(in_channels, out_channels, **geometry, bias=bias, padding_mode=conv.padding_mode)
+
+
+def n_params(module: nn.Module) -> int:
+    """Number of parameters (elements) of ``module``."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,129 +1,104 @@
-"""The registry: every technique and model kind the pipeline knows, in one visible place.
+"""The registry: every technique and recipe step the pipeline knows, in one visible place.
 
-A catalogue entry names its ``kind``; a recipe names techniques. Anything not listed here
-is rejected with an error that lists what is.
+Entries are ``"module:attr"`` strings, imported only when used: code that asks for one
+technique loads that technique and no other, so a stage's code set (``tasks/core/codehash``)
+holds what the stage runs. Each handler is defined beside its config, in the technique's
+own module. Anything not listed here is rejected with an error that lists what is.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-from typing import Any, TypeVar, get_type_hints
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
 
-from model_compression.byo.spec import EvalSpec, ModelSpec
-from model_compression.distill.embedding import EmbeddingDistillConfig
-from model_compression.distill.finetune import FinetuneConfig
-from model_compression.distill.logits import LogitDistillConfig, StudentDistillConfig
-from model_compression.factorize.svd import SVDConfig
-from model_compression.kinds import custom, image_classifier, text_encoder
-from model_compression.models.fashion_cnn import CNNConfig, TrainConfig
-from model_compression.prune.magnitude import MagnitudePruneConfig
-from model_compression.prune.sensitive import SensitivePruneConfig
-from model_compression.prune.structured import ChannelPruneConfig, LayerDropConfig, TransformerPruneConfig
-from model_compression.quantize.kmeans import KMeansConfig, SensitiveKMeansConfig
-from model_compression.quantize.onnx_int4 import Int4Config
-from model_compression.quantize.onnx_int8 import OnnxInt8Config
-from model_compression.score.weights import ScoreConfig
-from model_compression.search.space import SearchConfig
+from model_compression.config import from_dict, load
 
-# technique name -> its config class, per model kind (distillation differs by kind)
-TECHNIQUES: dict[str, dict[str, type]] = {
-    "score": {"text-encoder": ScoreConfig, "image-classifier": ScoreConfig, "custom": ScoreConfig},
-    "prune": {
-        "text-encoder": MagnitudePruneConfig,
-        "image-classifier": MagnitudePruneConfig,
-        "custom": MagnitudePruneConfig,
-    },
-    "quantize": {"text-encoder": OnnxInt8Config, "image-classifier": OnnxInt8Config, "custom": OnnxInt8Config},
-    "factorize": {"text-encoder": SVDConfig, "image-classifier": SVDConfig, "custom": SVDConfig},
-    "distill": {
-        "text-encoder": EmbeddingDistillConfig,
-        "image-classifier": LogitDistillConfig,
-        "custom": StudentDistillConfig,
-    },
+# A stage's technique section in a catalogue entry -> its config class.
+TECHNIQUES: dict[str, str] = {
+    "score": "model_compression.score.weights:ScoreConfig",
+    "prune": "model_compression.prune.magnitude:MagnitudePruneConfig",
+    "quantize": "model_compression.quantize.onnx_int8:OnnxInt8Config",
+    "factorize": "model_compression.factorize.svd:SVDConfig",
 }
 
-MODEL_KINDS: dict[str, types.ModuleType] = {
-    "text-encoder": text_encoder,
-    "image-classifier": image_classifier,
-    "custom": custom,  # a team's own model: ONNX, safetensors + factory, TorchScript, .pt2
-}
 
-# configs that are not techniques but are read from a catalogue entry
-SETTINGS: dict[str, type] = {
-    "text-eval": text_encoder.TextEvalConfig,
-    "cnn-arch": CNNConfig,
-    "cnn-train": TrainConfig,
-    "custom-arch": ModelSpec,
-    "custom-eval": EvalSpec,
-    "search": SearchConfig,
-}
+@dataclass(frozen=True)
+class Step:
+    """One recipe step.
 
-# Recipe steps (params.yaml ``recipes:``): step name -> (config class, the kinds it applies
-# to, where it runs). Torch steps edit the model before export; ONNX steps rewrite the
-# exported graph, so every ONNX step comes after every torch step.
-RECIPE_STEPS: dict[str, tuple[type, frozenset[str], str]] = {
-    "prune_channels": (ChannelPruneConfig, frozenset({"image-classifier"}), "torch"),
-    "prune_transformer": (TransformerPruneConfig, frozenset({"text-encoder"}), "torch"),
-    "layer_drop": (LayerDropConfig, frozenset({"text-encoder"}), "torch"),
-    "prune": (MagnitudePruneConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
+    Attributes:
+        config: its config class.
+        torch: ``(module, cfg, ctx) -> (module, info)`` on the torch model, or None.
+        onnx: ``(src, dst, cfg, ctx) -> info`` on an ONNX file, or None. A step with both
+            runs on torch when the model has torch weights, on the graph otherwise.
+        needs: what the step asks of the model's kind (``chain.ChainContext``):
+            ``calibration`` samples, ``finetune`` training.
+        sparse: it adds zeros or shared values, which pay off in the transfer package.
+    """
+
+    config: str
+    torch: str | None = None
+    onnx: str | None = None
+    needs: tuple[str, ...] = ()
+    sparse: bool = False
+
+    @property
+    def runs_on(self) -> str:
+        return "torch" if self.torch else "onnx"
+
+    def handler(self, on: str) -> Any:
+        ref = self.torch if on == "torch" else self.onnx
+        if ref is None:
+            raise ValueError(f"step has no {on} form")
+        return load(ref)
+
+    def modules(self) -> list[str]:
+        """The modules this step runs (for the code set of a stage that uses it)."""
+        return sorted({ref.partition(":")[0] for ref in (self.config, self.torch, self.onnx) if ref})
+
+
+_P, _Q, _D = "model_compression.prune", "model_compression.quantize", "model_compression.distill"
+STEPS: dict[str, Step] = {
+    "prune_channels": Step(f"{_P}.structured:ChannelPruneConfig", torch=f"{_P}.structured:channels_step"),
+    "prune_transformer": Step(f"{_P}.structured:TransformerPruneConfig", torch=f"{_P}.structured:transformer_step"),
+    "layer_drop": Step(f"{_P}.structured:LayerDropConfig", torch=f"{_P}.structured:layer_drop_step"),
+    "prune": Step(
+        f"{_P}.magnitude:MagnitudePruneConfig",
+        torch=f"{_P}.magnitude:recipe_step",
+        onnx=f"{_P}.onnx_magnitude:recipe_step",
+        sparse=True,
+    ),
     # per-layer sparsity / bits from measured sensitivity on calibration probes
-    "prune_sensitive": (SensitivePruneConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
-    "factorize": (SVDConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
-    "finetune": (FinetuneConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
-    "kmeans": (KMeansConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
-    "kmeans_sensitive": (SensitiveKMeansConfig, frozenset({"image-classifier", "text-encoder"}), "torch"),
-    "int8": (OnnxInt8Config, frozenset({"image-classifier", "text-encoder"}), "onnx"),
-    "int4": (Int4Config, frozenset({"image-classifier", "text-encoder"}), "onnx"),
+    "prune_sensitive": Step(
+        f"{_P}.sensitive:SensitivePruneConfig", torch=f"{_P}.sensitive:recipe_step", needs=("calibration",), sparse=True
+    ),
+    "factorize": Step(
+        "model_compression.factorize.svd:SVDConfig",
+        torch="model_compression.factorize.svd:recipe_step",
+        onnx="model_compression.factorize.onnx_svd:recipe_step",
+    ),
+    "finetune": Step(f"{_D}.finetune:FinetuneConfig", torch=f"{_D}.finetune:recipe_step", needs=("finetune",)),
+    "kmeans": Step(f"{_Q}.kmeans:KMeansConfig", torch=f"{_Q}.kmeans:recipe_step", sparse=True),
+    "kmeans_sensitive": Step(
+        f"{_Q}.kmeans:SensitiveKMeansConfig", torch=f"{_Q}.kmeans:sensitive_step", needs=("calibration",), sparse=True
+    ),
+    "int8": Step(f"{_Q}.onnx_int8:OnnxInt8Config", onnx=f"{_Q}.presets:recipe_step", needs=("calibration",)),
+    "int4": Step(f"{_Q}.onnx_int4:Int4Config", onnx=f"{_Q}.onnx_int4:recipe_step"),
 }
 
-T = TypeVar("T")
 
-
-def kind_module(kind: str) -> types.ModuleType:
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; known kinds: {sorted(MODEL_KINDS)}")
-    return MODEL_KINDS[kind]
-
-
-def technique_config(technique: str, kind: str, values: dict[str, Any] | None) -> Any:
-    """Build the validated config of ``technique`` for a model of ``kind`` from params."""
+def technique_config(technique: str, values: dict[str, Any] | None, where: str = "") -> Any:
+    """The validated config of a stage's ``technique`` from its params section."""
     if technique not in TECHNIQUES:
         raise ValueError(f"unknown technique {technique!r}; known techniques: {sorted(TECHNIQUES)}")
-    by_kind = TECHNIQUES[technique]
-    if kind not in by_kind:
-        raise ValueError(f"technique {technique!r} does not apply to kind {kind!r}")
-    return from_dict(by_kind[kind], values or {}, where=technique)
+    return from_dict(load(TECHNIQUES[technique]), values or {}, where or technique)
 
 
-def from_dict(cls: type[T], values: dict[str, Any], where: str = "") -> T:
-    """Construct dataclass ``cls`` from plain YAML values: lists become tuples, nested
-    dataclasses are built recursively, and an unknown key is an error naming the field."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{where or cls.__name__}: expected a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ValueError(f"{where or cls.__name__}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
-    hints = get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for name, value in values.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            kwargs[name] = from_dict(hint, value, f"{where}.{name}")  # type: ignore[arg-type]
-        elif isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ValueError(f"{where or cls.__name__}: {e}") from e
-
-
-def recipe_steps(name: str, steps: Any, kind: str) -> list[tuple[str, Any]]:
-    """The validated ``(step, config)`` chain of recipe ``name`` for a model of ``kind``,
-    from its params.yaml list of ``{step: <name>, <field>: <value>, ...}`` mappings."""
+def recipe_steps(name: str, steps: Any, supported: Collection[str], kind: str = "") -> list[tuple[str, Any]]:
+    """The validated ``(step, config)`` chain of recipe ``name``, from its params.yaml list
+    of ``{step: <name>, <field>: <value>, ...}`` mappings, for a model kind that supports
+    the steps in ``supported``."""
     where = f"recipes.{name}"
     if not isinstance(steps, list) or not steps:
         raise ValueError(f"{where} must be a non-empty list of steps")
@@ -134,13 +109,15 @@ def recipe_steps(name: str, steps: Any, kind: str) -> list[tuple[str, Any]]:
             raise ValueError(f"{where}[{i}] must be a mapping with a 'step' key, got {raw!r}")
         values = dict(raw)
         step = values.pop("step")
-        if step not in RECIPE_STEPS:
-            raise ValueError(f"{where}[{i}]: unknown step {step!r}; known steps: {sorted(RECIPE_STEPS)}")
-        cls, kinds, runs_on = RECIPE_STEPS[step]
-        if kind not in kinds:
-            raise ValueError(f"{where}[{i}]: step {step!r} does not apply to kind {kind!r} (only {sorted(kinds)})")
-        if runs_on == "torch" and seen_onnx:
+        if step not in STEPS:
+            raise ValueError(f"{where}[{i}]: unknown step {step!r}; known steps: {sorted(STEPS)}")
+        if step not in supported:
+            raise ValueError(
+                f"{where}[{i}]: step {step!r} does not apply to kind {kind!r} (it supports {sorted(supported)})"
+            )
+        spec = STEPS[step]
+        if spec.runs_on == "torch" and seen_onnx:
             raise ValueError(f"{where}[{i}]: torch step {step!r} after an ONNX step; put int8/int4 last")
-        seen_onnx = seen_onnx or runs_on == "onnx"
-        chain.append((step, from_dict(cls, values, f"{where}[{i}].{step}")))
+        seen_onnx = seen_onnx or spec.runs_on == "onnx"
+        chain.append((step, from_dict(load(spec.config), values, f"{where}[{i}].{step}")))
     return chain

@@ -10,7 +10,7 @@ A pool is a kind of machine the models ship to. ``params.yaml`` lists them::
 The pool with ``work_pool: null`` is the machine running the pipeline: its benchmark and
 publish are the ``benchmark``/``publish`` stages that ``dvc repro`` runs too. Every other
 pool is a Prefect work pool; the flow sends its artifacts there with ``run_deployment``
-(``tasks/dispatch.py``). ``preset`` is the int8 preset for the pool (``auto``: chosen from
+(``flows/dispatch.py``). ``preset`` is the int8 preset for the pool (``auto``: chosen from
 the pool's hardware fingerprint; or one of ``quantize/presets.PRESETS``).
 """
 
@@ -20,10 +20,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from model_compression.config import from_dict
 from model_compression.quantize.presets import PRESETS, preset_for
-from model_compression.registry import from_dict
 from model_compression.runtime.fingerprint import fingerprint
-from tasks.project import Project
+from tasks.core.project import Project
 
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 DEPLOYMENT_FLOW = "benchmark-onnx"  # the flow name of flows/pool_bench.py

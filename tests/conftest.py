@@ -67,7 +67,7 @@ def tiny_fmnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real SeaweedFS on free ports, with test credentials; stopped at the end."""
-    from tasks.seaweed import SeaweedServer, free_port
+    from tasks.storage.seaweed import SeaweedServer, free_port
 
     server = SeaweedServer(tmp_path_factory.mktemp("s3"), free_port(), ACCESS, SECRET).start()
     old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
@@ -81,7 +81,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             os.environ[k] = v
 
 
-def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
+def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str, zoo: str = "tiny-zoo") -> dict:
+    """The tiny two-model catalogue; buckets named by ``prefix``, except the model zoo,
+    which tests share (``tiny_built``'s stages are then current in every copy)."""
     return {
         "seed": 0,
         "threads": 1,
@@ -95,7 +97,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
         "s3": {
             "endpoint_url": endpoint,
             "region": "us-east-1",
-            "zoo_bucket": f"{prefix}-zoo",
+            "zoo_bucket": zoo,
             "publish_bucket": f"{prefix}-published",
             "dvc_bucket": f"{prefix}-dvc",
         },
@@ -114,7 +116,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
         "models": {
             "tiny-text": {
                 "kind": "text-encoder",
-                "source": f"s3://{prefix}-zoo/tiny-text",
+                "source": f"s3://{zoo}/tiny-text",
                 "seed": f"file://{bert}",
                 "arch": None,
                 "train": None,
@@ -131,7 +133,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str) -> dict:
             },
             "tiny-cnn": {
                 "kind": "image-classifier",
-                "source": f"s3://{prefix}-zoo/tiny-fmnist",
+                "source": f"s3://{zoo}/tiny-fmnist",
                 "seed": f"file://{fmnist}",
                 "arch": {"channels": [4, 8], "hidden": 16},
                 "train": {"epochs": 1, "batch_size": 64, "lr": 0.003},
@@ -192,7 +194,7 @@ def make_project(root: Path, params: dict, with_code: bool = False) -> Path:
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real ``prefect server start`` on a free loopback port (SQLite), stopped at the end
     with every worker a test started on it."""
-    from tasks.seaweed import free_port
+    from tasks.storage.seaweed import free_port
     from tests.prefect_server import PrefectServer
 
     server = PrefectServer(tmp_path_factory.mktemp("prefect-server"), free_port())
@@ -226,6 +228,29 @@ def api(deployed: Any) -> Iterator[Any]:
         yield deployed
 
 
+@pytest.fixture(scope="session")
+def tiny_built_once(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: Any, tiny_bert_dir: Path, tiny_fmnist_dir: Path
+) -> Path:
+    """The tiny catalogue built once, both models through the benchmark stage."""
+    root = make_project(
+        tmp_path_factory.mktemp("built") / "project",
+        tiny_params(s3_server.endpoint_url, tiny_bert_dir, tiny_fmnist_dir, "built"),
+    )
+    for model in ("tiny-text", "tiny-cnn"):
+        run_until(root, model, "benchmark")
+    return root
+
+
+@pytest.fixture
+def tiny_built(tiny_built_once: Path, tiny_project: Path) -> Path:
+    """``tiny_project`` with a copy of ``tiny_built_once``'s outputs: every stage through
+    the benchmark is current (the keys hold content, never paths); publish and report run
+    against this test's own buckets."""
+    shutil.copytree(tiny_built_once / "data", tiny_project / "data")
+    return tiny_project
+
+
 @pytest.fixture
 def tiny_project(
     tmp_path: Path, s3_server: object, tiny_bert_dir: Path, tiny_fmnist_dir: Path, request: pytest.FixtureRequest
@@ -237,12 +262,11 @@ def tiny_project(
     )  # type: ignore[attr-defined]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _stop_ephemeral_prefect_server() -> Iterator[None]:
-    """Stop the ephemeral Prefect API that trials started outside a flow (the search stage
-    under task.fn) while pytest's streams are still open, not at interpreter exit."""
-    yield
-    from prefect.server.api.server import SubprocessASGIServer
+def run_until(root: Path, model: str, last: str) -> dict:
+    """Run ``model``'s stages in order up to ``last``; returns the last record."""
+    from tasks.core.pipeline import ORDER, stage
 
-    for server in list(SubprocessASGIServer._instances.values()):
-        server.stop()
+    rec = {}
+    for name in ORDER[: ORDER.index(last) + 1]:
+        rec = stage(name).run(model, str(root))
+    return rec

@@ -1,6 +1,7 @@
 """Run an ONNX artifact on a custom model's examples and score it for the entry's task.
 
-Quality metrics per task (the first is the headline the report plots):
+Quality metrics per task (the first is the headline the report plots; the kind adapter,
+``tasks/kinds/custom.py``, lists them):
 
 - classification: ``accuracy``, ``top{k}_accuracy``, ``agreement_to_fp32``, ``nll_bits``
   (the labels' code length given the model, for MDL);
@@ -20,16 +21,8 @@ from model_compression.byo.data import Examples
 from model_compression.byo.spec import EvalSpec, InputSpec
 from model_compression.evaluate import classification as cls_eval
 from model_compression.evaluate import embedding as emb_eval
+from model_compression.evaluate.result import Evaluation, mean_of, spearman_of
 from model_compression.runtime.session import check_inputs, make_session, run_batched
-
-
-def quality_metrics(task: str, top_k: int = 5, probe: bool = False, pairs: bool = True) -> list[str]:
-    """The quality columns of ``task``, headline first (tolerances may name any of them)."""
-    if task == "classification":
-        return ["accuracy", f"top{top_k}_accuracy", "agreement_to_fp32"]
-    if task == "agreement":
-        return ["top1_agreement", f"top{top_k}_agreement"]
-    return [*(["pairs_spearman"] if pairs else []), *(["probe_accuracy"] if probe else []), "cosine_to_fp32"]
 
 
 def run_tensor(path: Path, spec: InputSpec, x: np.ndarray, threads: int, batch_size: int) -> np.ndarray:
@@ -73,11 +66,13 @@ def kl_nats(logits: np.ndarray, reference: np.ndarray) -> float:
 
 def score(
     task: str, outputs: np.ndarray, examples: Examples, reference: np.ndarray | None, spec: EvalSpec, extra: Any = None
-) -> dict[str, float]:
-    """Metrics of ``outputs`` (logits or embeddings) for ``task``; ``reference`` is fp32's outputs
-    (None when scoring fp32 itself). ``extra`` for text-embedding: (pair scores or None, probe
-    embeddings or None, probe labels)."""
+) -> Evaluation:
+    """Quality of ``outputs`` (logits or embeddings) for ``task``; ``reference`` is fp32's
+    outputs (None when scoring fp32 itself). ``extra`` for text-embedding: (pair scores or
+    None, probe embeddings or None, probe labels). The headline per example: accuracy
+    (classification), top-1 agreement (agreement), the pairs' Spearman rho (text pairs)."""
     ref = outputs if reference is None else reference
+    headline, statistic, n = None, None, 0
     if task == "classification":
         if examples.y is None:
             raise ValueError("classification needs labels: the eval data has no 'y' array or 'label' column")
@@ -90,6 +85,7 @@ def score(
             "agreement_to_fp32": cls_eval.agreement(outputs, ref),
             "nll_bits": cls_eval.nll_nats(outputs, y) / np.log(2),
         }
+        headline, statistic, n = "accuracy", mean_of(outputs.argmax(1) == y), len(y)
     elif task == "agreement":
         top1 = ref.argmax(1)
         metrics = {
@@ -97,22 +93,32 @@ def score(
             f"top{spec.top_k}_agreement": _topk_hit(outputs, top1, spec.top_k),
             "kl_to_fp32": kl_nats(outputs, ref),
         }
+        headline, statistic, n = "top1_agreement", mean_of(outputs.argmax(1) == top1), len(top1)
     else:
         human, probe_emb, probe_labels = extra
         metrics = {} if human is None else {"pairs_spearman": pairs_spearman(outputs, human)}
+        if human is not None:
+            headline, statistic, n = (
+                "pairs_spearman",
+                spearman_of(_pair_cosines(outputs, len(human)), human),
+                len(human),
+            )
         if probe_emb is not None:
             metrics["probe_accuracy"] = emb_eval.probe_accuracy(probe_emb, probe_labels, spec.folds)
         metrics["cosine_to_fp32"] = emb_eval.mean_cosine(outputs, ref)
     if not all(np.isfinite(v) for v in metrics.values()):
         raise ValueError(f"non-finite quality metrics: {metrics}")
-    return metrics
+    return Evaluation(metrics, outputs, headline, statistic, n)
 
 
 def pairs_spearman(embeddings: np.ndarray, human: np.ndarray) -> float:
     """Spearman rho between pair cosines and human scores; ``embeddings`` stacks (first texts, second texts)."""
     from scipy.stats import spearmanr
 
-    n = len(human)
+    return float(spearmanr(_pair_cosines(embeddings, len(human)), human).statistic)
+
+
+def _pair_cosines(embeddings: np.ndarray, n: int) -> np.ndarray:
     a, b = embeddings[:n], embeddings[n:]
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return float(spearmanr(cos, human).statistic)
+    cos: np.ndarray = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return cos

@@ -121,3 +121,9 @@ def finetune_encoder(
         losses.append(loss.item())
     student.eval()
     return losses
+
+
+def recipe_step(net: nn.Module, cfg: FinetuneConfig, ctx: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Recipe step ``finetune``: KD toward the fp32 teacher on the kind's training data."""
+    losses = ctx.finetune(net, ctx.teacher, cfg)
+    return net, {"loss_first": losses[0], "loss_last": losses[-1]}

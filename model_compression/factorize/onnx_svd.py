@@ -9,6 +9,7 @@ model is factorized exactly like a torch one.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -103,3 +104,9 @@ def factorize_onnx(src: str | Path, dst: str | Path, cfg: SVDConfig) -> dict[str
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))
     return ranks
+
+
+def recipe_step(src: Path, dst: Path, cfg: SVDConfig, ctx: Any) -> dict[str, Any]:
+    """Recipe step ``factorize`` on a graph with no torch model (``registry.STEPS``)."""
+    ranks = factorize_onnx(src, dst, cfg)
+    return {"ranks": ranks, "layers_factorized": len(ranks), "on": "onnx graph"}

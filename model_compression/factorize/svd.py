@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from model_compression.layers import conv_like
+from model_compression.layers import conv_like, n_params
 
 
 @dataclass(frozen=True)
@@ -205,3 +205,9 @@ def factorize(model: nn.Module, cfg: SVDConfig) -> tuple[nn.Module, dict[str, in
         setattr(parent, child, factorize_module(mod, r))
         ranks[name] = r
     return model, ranks
+
+
+def recipe_step(net: nn.Module, cfg: SVDConfig, ctx: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Recipe step ``factorize`` on a torch model (``registry.STEPS``)."""
+    net, ranks = factorize(net, cfg)
+    return net, {"ranks": ranks, "parameters": n_params(net)}

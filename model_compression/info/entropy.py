@@ -100,12 +100,15 @@ def entropy_bound(tensors: list[torch.Tensor], bits: int = 8) -> EntropyBound:
     return EntropyBound(numel=numel, entropy_bits=total, raw_bits=numel * bits)
 
 
-def description_length_bits(model_bits: float, data_nll_nats: float) -> float:
-    """Two-part minimum description length: L(model) + L(data | model), in bits.
+def description_length_bits(model_bytes: float, metrics: dict[str, float]) -> float | None:
+    """Two-part minimum description length in bits: L(model) + L(data | model).
 
     Args:
-        model_bits: bits to transmit the model (e.g. its entropy bound or coded size).
-        data_nll_nats: summed negative log-likelihood of the evaluation data under the
-            model, in nats (what ``cross_entropy(..., reduction="sum")`` returns).
+        model_bytes: bytes to transmit the model (its transfer package, or the entropy
+            bound of its weights where there is no package yet).
+        metrics: an artifact's quality metrics; ``nll_bits`` is the evaluation labels'
+            code length given the model. Without it (no labels to code, e.g. sentence
+            embeddings) there is no description length: None.
     """
-    return model_bits + data_nll_nats / math.log(2)
+    data_bits = metrics.get("nll_bits")
+    return None if data_bits is None else 8 * model_bytes + float(data_bits)

@@ -1,5 +1,3 @@
-"""Model kinds: how to build, export, feed and evaluate one family of models.
-
-Each kind module offers the same functions (see ``model_compression.registry.MODEL_KINDS``);
-the pipeline stages call them with explicit paths and configs, never with global state.
-"""
+"""The library side of the catalogue's model kinds: build, load, export and calibrate one
+family of models, with explicit paths and configs. The pipeline reaches them through the
+kind adapters in ``tasks/kinds``; each kind's quality suite is in ``evaluate/``."""

@@ -1,13 +1,12 @@
 """Kind ``image-classifier``: the Fashion-MNIST CNN, trained by the pipeline itself.
 
-Quality is test-set accuracy of the ONNX artifact (official 10k test split), plus top-1
-agreement with fp32 and the test labels' code length (NLL, for MDL).
+Built, loaded, exported and calibrated here; its quality suite is ``evaluate/images.py``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,28 @@ from safetensors.torch import load_file, save_file
 
 from model_compression import onnx_export
 from model_compression.datasets import fashion_mnist as fm
-from model_compression.evaluate import classification as cls_eval
 from model_compression.models.fashion_cnn import CNNConfig, FashionCNN, TrainConfig, train
-from model_compression.runtime.session import run_batched
 
 INPUT, OUTPUT = "image", "logits"
+
+
+@dataclass(frozen=True)
+class ImageEvalConfig:
+    """Evaluation settings.
+
+    Attributes:
+        limit: evaluate on the first N test images only; 0 (default) means all 10k.
+        calibration: training images the int8 calibration and sensitivity probes use (default 256).
+    """
+
+    limit: int = 0
+    calibration: int = 256
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.calibration < 1:
+            raise ValueError(
+                f"ImageEvalConfig: limit must be >= 0 and calibration >= 1, got {self.limit}, {self.calibration}"
+            )
 
 
 def build_baseline(data_dir: Path, out: Path, arch: CNNConfig, cfg: TrainConfig) -> tuple[FashionCNN, list[float]]:
@@ -61,28 +77,6 @@ def load(folder: Path) -> FashionCNN:
 def export(model: torch.nn.Module, path: Path) -> Path:
     example = {INPUT: torch.zeros(2, 1, 28, 28)}
     return onnx_export.export(model, example, path, OUTPUT, {INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
-
-
-def onnx_logits(path: Path, x: np.ndarray, threads: int, batch_size: int = 500) -> np.ndarray:
-    return run_batched(path, INPUT, x, threads, batch_size)
-
-
-def evaluate(
-    path: Path, data_dir: Path, threads: int, reference: np.ndarray | None, limit: int = 0
-) -> tuple[dict[str, float], np.ndarray]:
-    """Test-set metrics of the ONNX classifier at ``path``; returns (metrics, logits)."""
-    x, y = fm.load_split(data_dir, "test")
-    if limit:
-        x, y = x[:limit], y[:limit]
-    logits = onnx_logits(path, fm.normalize(x), threads)
-    metrics = {
-        "accuracy": cls_eval.accuracy(logits, y),
-        "agreement_to_fp32": 1.0 if reference is None else cls_eval.agreement(logits, reference),
-        "test_nll_bits": cls_eval.nll_nats(logits, y) / np.log(2),
-    }
-    if not all(np.isfinite(v) for v in metrics.values()):
-        raise ValueError(f"non-finite quality metrics for {path}: {metrics}")
-    return metrics, logits
 
 
 def calibration_feeds(data_dir: Path, n: int, batch_size: int = 32) -> list[dict[str, np.ndarray]]:

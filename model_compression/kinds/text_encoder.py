@@ -1,8 +1,5 @@
-"""Kind ``text-encoder``: a BERT-style sentence encoder such as all-MiniLM-L6-v2.
-
-Quality is measured on the ONNX artifact: Pearson r on the Lee similarity pairs, 10-fold
-logistic-regression accuracy on Pang & Lee polarity, and the mean cosine to the fp32
-embeddings of held-out background sentences (never used for distillation or calibration).
+"""Kind ``text-encoder``: a BERT-style sentence encoder such as all-MiniLM-L6-v2: build,
+load, export and calibrate it. Its quality suite is ``evaluate/sentence.py``.
 """
 
 from __future__ import annotations
@@ -16,9 +13,7 @@ import torch
 
 from model_compression import onnx_export
 from model_compression.datasets import text as text_data
-from model_compression.evaluate import embedding as emb_eval
 from model_compression.models.text_encoder import SentenceEncoder, load_encoder, tokenize
-from model_compression.runtime.session import check_inputs, make_session
 
 OUTPUT = "sentence_embedding"
 HF_FILES = (
@@ -75,48 +70,6 @@ def export(model: torch.nn.Module, tokenizer: object, path: Path) -> Path:
     example = tokenize(tokenizer, ["an example sentence", "another, longer example sentence"], 16)
     dyn = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, OUTPUT: {0: "batch"}}
     return onnx_export.export(model, example, path, OUTPUT, dyn)
-
-
-def onnx_embedder(path: Path, tokenizer: object, max_length: int, threads: int) -> emb_eval.Embed:
-    session = make_session(path, threads)
-
-    def embed(texts: list[str]) -> np.ndarray:
-        feeds = {k: v.numpy() for k, v in tokenize(tokenizer, texts, max_length).items()}
-        check_inputs(session, feeds)
-        return session.run(None, feeds)[0]
-
-    return embed
-
-
-def evaluate(
-    path: Path, tokenizer_dir: Path, cfg: TextEvalConfig, threads: int, reference: np.ndarray | None
-) -> tuple[dict[str, float], np.ndarray]:
-    """Quality metrics of the ONNX encoder at ``path``; returns (metrics, held-out embeddings)."""
-    embed = onnx_embedder(path, tokenizer(tokenizer_dir), cfg.max_length, threads)
-    lee = text_data.load_lee()
-    pol = text_data.load_polarity()
-    _, held = text_data.split_heldout(text_data.background_sentences(), cfg.heldout)
-    held_emb = emb_eval.embed_all(embed, held, cfg.batch_size)
-    pol_emb = emb_eval.embed_all(embed, pol.texts, cfg.batch_size)
-    metrics = {
-        "lee_pearson": emb_eval.lee_pearson(emb_eval.embed_all(embed, lee.docs, cfg.batch_size), lee.human),
-        "polarity_accuracy": emb_eval.probe_accuracy(pol_emb, pol.labels, cfg.folds),
-        "wordsim_spearman": _wordsim(embed, cfg.batch_size),
-        "cosine_to_fp32": 1.0 if reference is None else emb_eval.mean_cosine(held_emb, reference),
-    }
-    if not all(np.isfinite(v) for v in metrics.values()):
-        raise ValueError(f"non-finite quality metrics for {path}: {metrics}")
-    return metrics, held_emb
-
-
-def _wordsim(embed: emb_eval.Embed, batch_size: int) -> float:
-    """Spearman of word-pair cosines against WordSim-353's human scores (each word embedded alone)."""
-    ws = text_data.load_wordsim()
-    words = sorted({w for pair in ws.pairs for w in pair})
-    vectors = dict(zip(words, emb_eval.embed_all(embed, words, batch_size), strict=True))
-    a = np.stack([vectors[x] for x, _ in ws.pairs])
-    b = np.stack([vectors[y] for _, y in ws.pairs])
-    return emb_eval.pair_spearman(a, b, ws.human)
 
 
 def tokenizer(folder: Path) -> object:

@@ -7,7 +7,7 @@ the entropy-coded transfer size shrinks. The report labels such artifacts storag
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -86,3 +86,9 @@ def sparsity(model: nn.Module, cfg: MagnitudePruneConfig) -> float:
     params = prunable(model, cfg)
     zeros = sum(int((p == 0).sum()) for _, p in params)
     return zeros / max(1, sum(p.numel() for _, p in params))
+
+
+def recipe_step(net: nn.Module, cfg: MagnitudePruneConfig, ctx: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Recipe step ``prune`` on a torch model (``registry.STEPS``)."""
+    prune(net, cfg)
+    return net, {"sparsity": sparsity(net, cfg)}

@@ -10,6 +10,7 @@ but its weights' entropy, and so the entropy-coded transfer size, drops.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -71,3 +72,8 @@ def prune_onnx(src: str | Path, dst: str | Path, cfg: MagnitudePruneConfig) -> d
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))
     return {"sparsity": zeros / total, "tensors": len(targets)}
+
+
+def recipe_step(src: Path, dst: Path, cfg: MagnitudePruneConfig, ctx: Any) -> dict[str, Any]:
+    """Recipe step ``prune`` on a graph with no torch model (``registry.STEPS``)."""
+    return {**prune_onnx(src, dst, cfg), "on": "onnx graph"}

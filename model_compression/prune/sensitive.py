@@ -10,10 +10,12 @@ so the library needs no data of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from model_compression.chain import PROBE_SAMPLES, probe_forward
 from model_compression.prune.magnitude import weight_matrices
 from model_compression.score.allocate import allocate
 from model_compression.score.sensitivity import Forward, layer_sensitivity, pruned_weight
@@ -65,3 +67,10 @@ def prune(model: nn.Module, cfg: SensitivePruneConfig, forward: Forward) -> tupl
         if level > 0:
             params[name].copy_(pruned_weight(params[name].detach(), level))
     return model, chosen
+
+
+def recipe_step(net: nn.Module, cfg: SensitivePruneConfig, ctx: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Recipe step ``prune_sensitive``: sensitivity measured on the kind's calibration samples."""
+    _, forward = probe_forward(ctx.calibration(), PROBE_SAMPLES)
+    net, chosen = prune(net, cfg, forward)
+    return net, {"sparsity_by_layer": chosen}

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from model_compression.layers import conv_like
+from model_compression.layers import conv_like, n_params
 from model_compression.score.structure import bert_of, head_scores, neuron_scores, unit_scores
 
 
@@ -191,3 +191,21 @@ def drop_layers(encoder: nn.Module, cfg: LayerDropConfig) -> nn.Module:
     if not isinstance(encoder, SentenceEncoder):
         raise ValueError("layer drop needs a sentence encoder (a BERT model wrapped in SentenceEncoder)")
     return layer_drop_student(encoder, list(cfg.keep))
+
+
+def channels_step(net: nn.Module, cfg: ChannelPruneConfig, ctx: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Recipe step ``prune_channels`` (``registry.STEPS``)."""
+    net, shapes = prune_channels(net, cfg)
+    return net, {"units": shapes, "parameters": n_params(net)}
+
+
+def transformer_step(net: nn.Module, cfg: TransformerPruneConfig, ctx: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Recipe step ``prune_transformer`` (``registry.STEPS``)."""
+    net, kept = prune_transformer(net, cfg)
+    return net, {"kept_heads_neurons": kept, "parameters": n_params(net)}
+
+
+def layer_drop_step(net: nn.Module, cfg: LayerDropConfig, ctx: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Recipe step ``layer_drop`` (``registry.STEPS``)."""
+    net = drop_layers(net, cfg)
+    return net, {"layers": list(cfg.keep), "parameters": n_params(net)}

@@ -13,10 +13,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from model_compression.chain import PROBE_SAMPLES, probe_forward
 from model_compression.prune.magnitude import weight_matrices
 
 
@@ -149,3 +151,16 @@ def share_sensitive(
     for name, bits in chosen.items():
         named[name].copy_(perturb(named[name].detach(), bits))
     return model, {n: int(b) for n, b in chosen.items()}
+
+
+def recipe_step(net: nn.Module, cfg: KMeansConfig, ctx: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Recipe step ``kmeans`` (``registry.STEPS``)."""
+    net = share(net, cfg)
+    return net, {"max_distinct_values": max(distinct_values(net, cfg).values())}
+
+
+def sensitive_step(net: nn.Module, cfg: SensitiveKMeansConfig, ctx: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Recipe step ``kmeans_sensitive``: bits per layer from sensitivity on calibration samples."""
+    _, forward = probe_forward(ctx.calibration(), PROBE_SAMPLES)
+    net, bits = share_sensitive(net, cfg, forward)
+    return net, {"bits_by_layer": bits}

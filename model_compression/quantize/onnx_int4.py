@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -84,3 +85,9 @@ def quantize(src: str | Path, dst: str | Path, cfg: Int4Config = Int4Config()) -
 def count_int4_nodes(path: str | Path) -> int:
     """Number of int4 weight-only nodes (MatMulNBits, GatherBlockQuantized) in a graph."""
     return sum(1 for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type in INT4_OPS)
+
+
+def recipe_step(src: Path, dst: Path, cfg: Int4Config, ctx: Any) -> dict[str, Any]:
+    """Recipe step ``int4``: weight-only int4 blocks (``registry.STEPS``)."""
+    quantize(src, dst, cfg)
+    return {"int4_nodes": count_int4_nodes(dst)}

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from model_compression.quantize.onnx_int8 import OnnxInt8Config
+from model_compression.quantize.onnx_int8 import OnnxInt8Config, count_quantized_nodes, quantize
 
 PRESETS: dict[str, dict[str, Any]] = {
     "arm64": {"weight_type": "int8", "reduce_range": False},
@@ -59,3 +60,19 @@ def apply_preset(cfg: OnnxInt8Config, preset: str) -> OnnxInt8Config:
         raise ValueError(f"unknown quantization preset {preset!r}; known: {sorted(PRESETS)}")
     fill = {k: v for k, v in PRESETS[preset].items() if getattr(cfg, k) is None}
     return dataclasses.replace(cfg, **fill)
+
+
+def recipe_step(src: Path, dst: Path, cfg: OnnxInt8Config, ctx: Any) -> dict[str, Any]:
+    """Recipe step ``int8``: onnxruntime int8 for the target's preset (``ctx.preset``),
+    calibrated on the kind's calibration samples when static."""
+    cfg = apply_preset(cfg, ctx.preset)
+    feeds = ctx.calibration() if cfg.mode == "static" else None
+    quantize(src, dst, cfg, feeds)
+    return {
+        "mode": cfg.mode,
+        "preset": ctx.preset,
+        "reduce_range": cfg.reduce_range,
+        "weight_type": cfg.weight_type,
+        "quantized_nodes": count_quantized_nodes(dst),
+        "calibration_batches": len(feeds or []),
+    }

@@ -30,3 +30,14 @@ def front(points: Sequence[Mapping[str, Any]], objectives: Mapping[str, Directio
         if way not in ("min", "max"):
             raise ValueError(f"front: objective {key!r} must be 'min' or 'max', got {way!r}")
     return [not any(dominates(q, p, objectives) for q in points if q is not p) for p in points]
+
+
+# The front the pipeline keeps: smaller, better and faster artifacts.
+OBJECTIVES: dict[str, Direction] = {"size_bytes": "min", "quality": "max", "p50_ms": "min"}
+
+
+def pareto_points(points: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``points`` (each with ``size_bytes``, ``quality``, ``p50_ms``) with ``on_front``
+    set: whether no other point is at least as small, good and fast, and better on one."""
+    on = front(points, OBJECTIVES) if points else []
+    return [{**p, "on_front": keep} for p, keep in zip(points, on, strict=True)]

@@ -3,7 +3,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.prefect_tasks import TASKS
+from tasks.core.pipeline import stage
 
 runner = CliRunner()
 
@@ -19,7 +19,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tiny_project: Path):
     assert result.exit_code == 0, result.output
     assert "zoo" in result.output and "will run" in result.output and "after upstream" in result.output
     assert not (tiny_project / "data").exists()
-    TASKS["zoo"].fn("tiny-cnn", str(tiny_project))
+    stage("zoo").run("tiny-cnn", str(tiny_project))
     after = runner.invoke(app, ["plan", "tiny-cnn", "--root", str(tiny_project)], terminal_width=120)
     assert after.exit_code == 0
     zoo_line = next(line for line in after.output.splitlines() if " zoo " in line)
@@ -34,9 +34,9 @@ def test_unknown_model_is_named(tiny_project: Path):
 
 def test_progress_counts_the_stages_each_model_has_done(tiny_project: Path):
     from flows.cli import progress
-    from tasks.project import Project
-    from tasks.stages import ORDER
-    from tests.tasks.test_stages import run_until
+    from tasks.core.pipeline import ORDER
+    from tasks.core.project import Project
+    from tests.conftest import run_until
 
     project = Project.at(tiny_project)
     with progress(project, ["tiny-cnn"]) as bars:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import s3 as s3io
-from tasks.project import Project
+from tasks.core.project import Project
+from tasks.storage import s3 as s3io
 
 
 def test_nightly_deployment_is_scheduled_at_two_utc(api):

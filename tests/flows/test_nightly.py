@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from tasks import s3 as s3io
-from tasks.project import Project
+from tasks.core.project import Project
+from tasks.storage import s3 as s3io
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +75,11 @@ def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api,
     link = Artifact.get("tiny-cnn-quantize-published")
     assert link is not None and "s3://" in str(link.data)
 
-    records = {m: json.loads((p.stage_dir(m, "report") / "record.json").read_text()) for m in result}
+    records = {m: json.loads((p.data / m / "report.record.json").read_text()) for m in result}
     again = nightly(models=None, root=str(tiny_project))
     for m in result:
         assert again[m]["publish"]["summary"]["version"] == result[m]["publish"]["summary"]["version"]
-        assert json.loads((p.stage_dir(m, "report") / "record.json").read_text()) == records[m]
+        assert json.loads((p.data / m / "report.record.json").read_text()) == records[m]
 
 
 def test_unknown_model_fails_before_any_work(prefect_api, tiny_project: Path):

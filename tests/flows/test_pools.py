@@ -17,8 +17,8 @@ import yaml
 from model_compression.quantize.onnx_int8 import OnnxInt8Config, count_quantized_nodes, quantize
 from model_compression.quantize.presets import preset_for
 from model_compression.runtime.fingerprint import fingerprint
-from tasks import s3 as s3io
-from tasks.project import Project
+from tasks.core.project import Project
+from tasks.storage import s3 as s3io
 from tests.conftest import LIVE_POOL as LIVE
 
 DEAD = "arm64"
@@ -95,7 +95,7 @@ def test_a_pool_that_does_not_answer_in_time_is_cancelled_and_reported(api, tiny
 
 
 def test_unknown_pool_is_an_error_naming_it(api, tiny_project, tiny_onnx):
-    from tasks.dispatch import dispatch_files
+    from flows.dispatch import dispatch_files
 
     with_pools(tiny_project)
     with pytest.raises(ValueError, match=r"unknown pool 'riscv'.*arm64"):

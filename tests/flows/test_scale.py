@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from tasks.project import Project
+from tasks.core.project import Project
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_impossible_worker_count_is_an_error(prefect_api, tiny_project: Path):
 
 def test_a_dry_run_stops_after_the_benchmark_and_uploads_nothing(prefect_api, tiny_project: Path):
     from flows.nightly import nightly
-    from tasks import s3 as s3io
+    from tasks.storage import s3 as s3io
 
     result = nightly(models=["tiny-cnn"], root=str(tiny_project), publish=False)
     assert "benchmark" in result["tiny-cnn"] and "publish" not in result["tiny-cnn"]

@@ -102,26 +102,22 @@ def test_scores_for_classification_and_agreement():
     logits = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [0.0, 1.0, 2.0], [2.0, 0.0, 1.0]])
     y = np.array([0, 2, 2, 1])
     spec = EvalSpec(task="classification", data="d.npz", sha256=SHA, top_k=2)
-    m = score("classification", logits, byo_data.Examples(x=np.zeros((4, 1)), y=y), None, spec)
+    result = score("classification", logits, byo_data.Examples(x=np.zeros((4, 1)), y=y), None, spec)
+    m = result.metrics
+    assert result.headline == "accuracy" and result.examples == 4
+    assert result.statistic is not None and result.statistic(np.arange(4)) == m["accuracy"]
+    assert result.statistic(np.array([0, 2])) == 1.0  # the headline over a subset of the examples
     assert m["accuracy"] == 0.5 and m["top2_accuracy"] == 0.75 and m["agreement_to_fp32"] == 1.0
     assert m["nll_bits"] > 0
     with pytest.raises(ValueError, match=r"labels range over \[0, 3\] but the model has 3 outputs"):
         score("classification", logits, byo_data.Examples(x=np.zeros((4, 1)), y=np.array([0, 1, 2, 3])), None, spec)
     other = logits[:, ::-1].copy()
-    ag = score("agreement", other, byo_data.Examples(x=np.zeros((4, 1))), logits, EvalSpec(task="agreement", top_k=2))
+    ag = score(
+        "agreement", other, byo_data.Examples(x=np.zeros((4, 1))), logits, EvalSpec(task="agreement", top_k=2)
+    ).metrics
     assert (
         ag["top1_agreement"] == 0.25
         and ag["kl_to_fp32"] == pytest.approx(kl_nats(other, logits))
         and ag["kl_to_fp32"] > 0
     )
     assert kl_nats(logits, logits) == pytest.approx(0.0, abs=1e-12)
-
-
-@pytest.mark.parametrize("fmt", ["onnx", "safetensors", "torchscript", "pt2"])
-def test_recipes_are_refused_for_custom_models_with_the_reason(fmt):
-    from model_compression.kinds.custom import skip_reason
-
-    assert skip_reason("recipe", fmt, "classification") == (
-        "recipes run on the catalogue kinds (text-encoder, image-classifier); a custom model uses the stages"
-    )
-    assert skip_reason("prune", fmt, "classification") is None

@@ -1,5 +1,3 @@
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -50,5 +48,6 @@ def test_entropy_bound_sums_tensors():
     assert bound.raw_bits == 16000
 
 
-def test_description_length_converts_nats_to_bits():
-    assert description_length_bits(100.0, math.log(2) * 50) == pytest.approx(150.0)
+def test_description_length_is_model_bytes_in_bits_plus_the_labels_code_length():
+    assert description_length_bits(100, {"nll_bits": 50.0}) == pytest.approx(850.0)  # 8 bits a byte, plus the data
+    assert description_length_bits(100, {"cosine_to_fp32": 0.99}) is None  # no labels to code

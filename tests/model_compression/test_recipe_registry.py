@@ -5,7 +5,14 @@ import pytest
 from model_compression.distill.finetune import FinetuneConfig
 from model_compression.prune.structured import ChannelPruneConfig
 from model_compression.quantize.kmeans import KMeansConfig
-from model_compression.registry import RECIPE_STEPS, recipe_steps
+from model_compression.registry import STEPS, recipe_steps
+
+# what each catalogue kind supports (its adapter in tasks/kinds lists the same)
+CNN_STEPS = frozenset({"prune_channels", "prune", "finetune", "kmeans", "int8", "int4"})
+SUPPORTED = {
+    "image-classifier": CNN_STEPS,
+    "text-encoder": frozenset({"layer_drop", "prune_transformer", "prune", "finetune", "kmeans", "int8", "int4"}),
+}
 
 
 def test_a_recipe_becomes_its_typed_configs_in_order():
@@ -15,7 +22,7 @@ def test_a_recipe_becomes_its_typed_configs_in_order():
         {"step": "kmeans", "bits": 4},
         {"step": "int8", "mode": "static"},
     ]
-    chain = recipe_steps("dc", steps, "image-classifier")
+    chain = recipe_steps("dc", steps, CNN_STEPS, "image-classifier")
     assert [s for s, _ in chain] == ["prune_channels", "finetune", "kmeans", "int8"]
     assert chain[0][1] == ChannelPruneConfig(amount=0.5, skip=("classifier.3",))
     assert isinstance(chain[1][1], FinetuneConfig) and chain[1][1].train.epochs == 2
@@ -36,7 +43,7 @@ def test_a_recipe_becomes_its_typed_configs_in_order():
 )
 def test_bad_recipes_are_named(steps, kind, match):
     with pytest.raises(ValueError, match=match):
-        recipe_steps("r", steps, kind)
+        recipe_steps("r", steps, SUPPORTED[kind], kind)
 
 
 def test_an_encoder_recipe_can_drop_layers_prune_structure_and_fine_tune():
@@ -47,10 +54,10 @@ def test_an_encoder_recipe_can_drop_layers_prune_structure_and_fine_tune():
         {"step": "int4", "ops": ["Gather"]},
         {"step": "int8", "op_types": ["MatMul"]},
     ]
-    chain = recipe_steps("re-embed", steps, "text-encoder")
+    chain = recipe_steps("re-embed", steps, SUPPORTED["text-encoder"], "text-encoder")
     assert [s for s, _ in chain] == ["layer_drop", "prune_transformer", "finetune", "int4", "int8"]
     assert chain[0][1].keep == (0, 2, 4) and chain[2][1].hidden_weight == 0.5
 
 
 def test_every_step_runs_on_torch_or_onnx():
-    assert {where for _, _, where in RECIPE_STEPS.values()} == {"torch", "onnx"}
+    assert {s.runs_on for s in STEPS.values()} == {"torch", "onnx"}

@@ -13,9 +13,9 @@ from model_compression import onnx_export
 from model_compression.datasets import text as text_data
 from model_compression.runtime.session import check_inputs, make_session
 from model_compression.score.weights import ScoreConfig
-from tasks import quality
-from tasks.prefect_tasks import TASKS
-from tasks.stage import DiskFullError
+from tasks.core.pipeline import stage
+from tasks.core.stage import DiskFullError
+from tasks.gates import expectations as quality
 from tests.conftest import make_project, tiny_params
 
 
@@ -78,7 +78,7 @@ def test_empty_seed_is_refused(tiny_project: Path, tmp_path: Path):
     params["models"]["tiny-cnn"]["source"] = params["models"]["tiny-cnn"]["source"] + "-empty"
     (tiny_project / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ValueError, match="holds no files"):
-        TASKS["zoo"].fn("tiny-cnn", str(tiny_project))
+        stage("zoo").run("tiny-cnn", str(tiny_project))
 
 
 @pytest.fixture
@@ -96,9 +96,9 @@ def test_disk_full_is_named_and_leaves_no_partial_output(small_disk: Path, s3_se
     root = make_project(
         small_disk / "project", tiny_params(s3_server.endpoint_url, tiny_bert_dir, tiny_fmnist_dir, "diskfull")
     )
-    TASKS["zoo"].fn("tiny-cnn", str(root))
+    stage("zoo").run("tiny-cnn", str(root))
     with pytest.raises(DiskFullError, match=r"disk full while writing .*fetch: no space left on device") as info:
-        TASKS["fetch"].fn("tiny-cnn", str(root))
+        stage("fetch").run("tiny-cnn", str(root))
     assert info.value.errno == errno.ENOSPC
     assert not (root / "data" / "tiny-cnn" / "fetch").exists()
     assert not (root / "data" / "tiny-cnn" / "fetch.partial").exists()
@@ -113,7 +113,7 @@ class _Exploit:
 def test_pickle_disguised_as_safetensors_is_refused_without_running(tiny_project: Path):
     import pickle
 
-    from tests.tasks.test_stages import run_until
+    from tests.conftest import run_until
 
     marker = Path("/tmp/pickle-exploit-ran")
     marker.unlink(missing_ok=True)
@@ -121,5 +121,5 @@ def test_pickle_disguised_as_safetensors_is_refused_without_running(tiny_project
     weights = tiny_project / "data" / "tiny-cnn" / "baseline" / "model.safetensors"
     weights.write_bytes(pickle.dumps({"w": _Exploit()}))
     with pytest.raises(ValueError, match="corrupt CNN checkpoint"):
-        TASKS["prune"].fn("tiny-cnn", str(tiny_project))
+        stage("prune").run("tiny-cnn", str(tiny_project))
     assert not marker.exists()

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tasks.core.project import Project
 from tasks.pools import PoolSpec, local_pool, pools, resolve_preset, targets
-from tasks.project import Project
-from tasks.publish import publishable
+from tasks.publishing import publishable
 
 
 def project_with(tmp_path: Path, **params: object) -> Project:

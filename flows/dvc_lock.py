@@ -1,0 +1,47 @@
+"""Record a Prefect run's outputs in DVC (``dvc commit``), so ``dvc.lock`` and the DVC cache
+describe exactly what the nightly run produced: ``dvc repro`` afterwards finds nothing to
+do, ``dvc push`` can ship the data versions, and ``dvc metrics show`` reads the same files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tasks.core import dvcyaml
+from tasks.core.pipeline import ORDER
+from tasks.core.project import Project
+
+log = logging.getLogger("pipeline")
+
+
+def dvc_executable() -> str:
+    local = Path(sys.executable).with_name("dvc")
+    return str(local) if local.is_file() else (shutil.which("dvc") or "dvc")
+
+
+def commit(root: str | Path = ".", models: list[str] | None = None) -> bool:
+    """``dvc commit -f`` in ``root`` if it is a DVC repository; returns whether it ran.
+    ``dvc.yaml`` is written first from the stage declarations, so the lock records the
+    dependencies the run used. With ``models``, only their stages (``<stage>.<model>`` for
+    every stage: ``score``, for one, feeds no later stage, so a ``--with-deps`` of the
+    report would miss it)."""
+    root = Path(root).resolve()
+    if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").is_file():
+        log.info("%s is not a DVC repository: outputs not recorded in dvc.lock", root)
+        return False
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    if dvcyaml.write(Project.at(root)):
+        log.info("dvc.yaml rewritten from the stage declarations")
+    targets = [dvcyaml.dvc_name(stage, m) for m in models for stage in ORDER] if models is not None else []
+    out = subprocess.run(
+        [dvc_executable(), "commit", "-f", *targets], cwd=root, env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        detail = (out.stderr.strip() or out.stdout.strip())[-2000:]
+        raise RuntimeError(f"dvc commit {' '.join(targets)} failed in {root} (exit {out.returncode}): {detail}")
+    log.info("recorded the run's outputs in dvc.lock")
+    return True

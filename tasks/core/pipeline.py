@@ -1,0 +1,26 @@
+"""Every stage, in run order: the one list the CLI, ``dvc.yaml`` and the Prefect flows share."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from model_compression.config import load
+from tasks.core.stage import Stage
+
+ORDER: tuple[str, ...] = (
+    "zoo", "fetch", "baseline", "score", "prune", "quantize", "factorize", "distill", "recipe", "search",
+    "package", "validate", "benchmark", "publish", "report",
+)  # fmt: skip
+
+
+@cache
+def stage(name: str) -> Stage:
+    """The declaration of stage ``name`` (``tasks/stages/<name>.py``)."""
+    if name not in ORDER:
+        raise ValueError(f"unknown stage {name!r}; stages: {list(ORDER)}")
+    found: Stage = load(f"tasks.stages.{name}:STAGE")
+    return found
+
+
+def stages() -> dict[str, Stage]:
+    return {name: stage(name) for name in ORDER}

@@ -1,0 +1,244 @@
+"""A stage's one declaration, its key, and the runner: up-to-date checks, atomic outputs,
+the sidecar record.
+
+A stage declares once what it depends on (kedro's node, in the spirit): its input paths,
+the params.yaml entries it reads, the kind capabilities it calls, and any modules its
+params name. Three readers use that declaration: ``Stage.run`` (the Prefect tasks and
+``python -m tasks``), ``flows.cli plan``, and ``dvcyaml``, which writes ``dvc.yaml``.
+
+The key is the sha256 of: stage name and format version, the resolved params, the
+sha256 of every input path, and the hash of every module in the stage's code set
+(``codehash``). If ``data/<model>/<stage>.record.json`` carries the same key and the
+output folder still hashes as recorded, the stage is skipped. Otherwise it runs into
+``<stage>.partial/``, which replaces the output folder only when complete; the record is
+written after, beside the folder, so an interrupted run never leaves a half-written output
+that looks done.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from model_compression.hashing import sha256_file, sha256_json, sha256_tree
+from tasks.core import codehash, runtime
+from tasks.core.project import Project
+from tasks.kinds import KINDS
+from tasks.kinds.base import only
+
+log = logging.getLogger("pipeline")
+
+RUNNER_VERSION = 2  # the key and record format; 2: code sets in the key, record beside the folder
+ALWAYS = ("tasks.core.runtime",)  # modules every stage body runs under
+_LIBS = ("torch", "onnx", "onnxruntime", "transformers", "numpy", "prefect", "dvc", "great_expectations", "boto3")
+
+Body = Callable[[Project, str, Path], dict[str, Any]]
+Paths = Callable[[Project, str], dict[str, Path]]
+Names = Callable[[Project, str], Iterable[str]]
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _LIBS:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def record_path(folder: Path) -> Path:
+    """The sidecar record of output folder ``data/<model>/<stage>``."""
+    return folder.with_name(folder.name + ".record.json")
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """The record of output folder ``folder``, or None (absent or unreadable)."""
+    path = record_path(folder)
+    if not path.is_file():
+        return None
+    try:
+        rec: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return rec
+
+
+def output_hashes(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def resolve_param(project: Project, model: str, selector: str) -> tuple[str | None, Any]:
+    """``(params.yaml path or None, value)`` of one selector: ``model.<section>`` is the
+    model's effective section (its own, or the default); anything else a dotted path."""
+    if selector.startswith("model."):
+        name = selector.removeprefix("model.")
+        return project.param_path(model, name), project.section(model, name)
+    node: Any = project.params
+    for part in selector.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None, None
+        node = node[part]
+    return selector, node
+
+
+class DiskFullError(OSError):
+    """The output folder's file system ran out of space."""
+
+
+def _none(project: Project, model: str) -> list[str]:
+    return []
+
+
+def _nothing(project: Project, model: str) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage, declared once.
+
+    Attributes:
+        name: stage name; its output folder is ``data/<model>/<name>``.
+        body: ``(project, model, out_dir) -> summary``; writes its outputs into ``out_dir``.
+        inputs: ``(project, model) -> {label: path}``: every file or folder it reads, each
+            hashed whole (DVC ``deps``).
+        params: ``(project, model) -> selectors`` it reads: ``seed``, ``model.prune`` (the
+            model's effective section), ``recipes.drop-in``... (DVC ``params``).
+        uses: ``(project, model) -> kind capabilities`` it calls (``tasks/kinds/base.py``).
+        code: ``(project, model) -> modules`` its params name through a registry (recipe
+            steps); the stage's own module and the kind adapter are always in.
+        extra: ``(project, model) -> values`` in the key that params.yaml does not hold,
+            such as this machine's int8 preset.
+        version: bump only for what code hashing cannot see, such as an output format.
+        outs: DVC outputs beyond the folder (``None``: the folder), for the report's metrics.
+    """
+
+    name: str
+    body: Body
+    inputs: Paths
+    params: Names
+    uses: Names = _none
+    code: Names = _none
+    extra: Callable[[Project, str], dict[str, Any]] = _nothing
+    version: int = 1
+    outs: dict[str, Any] | None = field(default=None)
+
+    @property
+    def module(self) -> str:
+        return str(self.body.__module__)
+
+    def entries(self, project: Project, model: str) -> list[str]:
+        """The code set's entry points: this stage's module, the runtime, the model's kind
+        adapter and the capabilities the stage calls, and registry-named modules."""
+        kind = KINDS[project.kind_name(model)].partition(":")[0]
+        uses = sorted(set(self.uses(project, model)))
+        return [self.module, *ALWAYS, kind, *(f"{kind}@{u}" for u in uses), *self.code(project, model)]
+
+    def code_set(self, project: Project, model: str) -> list[str]:
+        return codehash.closure(self.entries(project, model))
+
+    def resolved_params(self, project: Project, model: str) -> dict[str, tuple[str | None, Any]]:
+        return {s: resolve_param(project, model, s) for s in self.params(project, model)}
+
+    def key(self, project: Project, model: str) -> tuple[str, dict[str, Any]]:
+        """(key, the material it hashes). Raises if an input is missing."""
+        hashes = {}
+        for label, path in self.inputs(project, model).items():
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"stage {self.name} of {model}: input {label} missing at {path}; run the upstream stage first"
+                )
+            hashes[label] = sha256_tree(path)
+        material = {
+            "stage": self.name,
+            "version": [RUNNER_VERSION, self.version],
+            "params": {s: value for s, (_, value) in self.resolved_params(project, model).items()},
+            "extra": self.extra(project, model),
+            "inputs": hashes,
+            "code": codehash.code_hashes(self.entries(project, model)),
+        }
+        return sha256_json(material), material
+
+    def up_to_date(self, project: Project, model: str) -> dict[str, Any] | None:
+        """The record of a current, intact output, or None."""
+        out = project.stage_dir(model, self.name)
+        if read_record(out) is None:
+            return None  # nothing to compare: skip hashing the inputs
+        return _current(out, self.key(project, model)[0])
+
+    def run(self, model: str, root: str | Path = ".") -> dict[str, Any]:
+        """Run the stage for ``model`` in project ``root`` (skipped when up to date)."""
+        project = Project.at(root)
+        project.check(model)
+        out = project.stage_dir(model, self.name)
+        key, material = self.key(project, model)  # inputs are hashed once per run
+        current = _current(out, key)
+        if current is not None:
+            log.info("%s/%s is up to date (key %s)", model, self.name, key[:12])
+            return current
+        runtime.configure(project.seed, project.threads)
+        tmp = out.with_name(out.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        t0 = time.perf_counter()
+        log.info("%s/%s: running", model, self.name)
+        try:
+            with only(frozenset(self.uses(project, model))):
+                summary = self.body(project, model, tmp)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if e.errno == errno.ENOSPC:
+                raise DiskFullError(
+                    errno.ENOSPC,
+                    f"disk full while writing {out}: no space left on device; the previous output is untouched",
+                ) from e
+            raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written output behind
+            raise
+        record = {
+            "stage": self.name,
+            "model": model,
+            "key": key,
+            **material,
+            "outputs": output_hashes(tmp),
+            "versions": library_versions(),
+            "seed": project.seed,
+            "threads": project.threads,
+            "summary": summary,
+        }
+        record_path(out).unlink(missing_ok=True)  # no record while the folder is swapped
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+        _write_atomic(record_path(out), record)
+        log.info("%s/%s: done in %.1f s", model, self.name, time.perf_counter() - t0)
+        return record
+
+
+def _write_atomic(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write_json(tmp, value)
+    tmp.replace(path)
+
+
+def _current(folder: Path, key: str) -> dict[str, Any] | None:
+    """The record of ``folder`` if it was made under ``key`` and every output still hashes as recorded."""
+    rec = read_record(folder)
+    if rec is None or rec.get("key") != key or not folder.is_dir() or output_hashes(folder) != rec.get("outputs"):
+        return None
+    return rec

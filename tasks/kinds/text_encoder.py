@@ -1,0 +1,121 @@
+"""Kind ``text-encoder``: a BERT-style sentence encoder such as all-MiniLM-L6-v2.
+
+Its weights and tokenizer come from the model zoo; quality is the sentence suite of
+``model_compression/evaluate/sentence.py`` (Lee, polarity, WordSim-353, held-out cosine).
+Calibration and distillation sentences come from the background corpus before the
+held-out tail, so evaluation never sees them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from model_compression.config import from_dict
+from model_compression.datasets.text import gensim_datapath
+from model_compression.hashing import sha256_file, sha256_tree
+from model_compression.kinds.text_encoder import TextEvalConfig
+from tasks.kinds.base import DataCheck, Evaluate, Kind, capability
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tasks.core.project import Project
+
+TEXT_DATA = ("lee.cor", "similarities0-1.txt", "pang_lee_polarity.cor", "lee_background.cor")
+
+
+class TextEncoder(Kind):
+    name = "text-encoder"
+    recipe_steps = frozenset(
+        {"prune_transformer", "layer_drop", "prune", "prune_sensitive", "factorize", "finetune", "kmeans",
+         "kmeans_sensitive", "int8", "int4"}
+    )  # fmt: skip
+    distill_config = "model_compression.distill.embedding:EmbeddingDistillConfig"
+    default_eval: ClassVar[dict[str, Any] | None] = {}  # every field of TextEvalConfig has a default
+
+    def eval_config(self, project: Project, model: str) -> TextEvalConfig:
+        return from_dict(TextEvalConfig, self.eval_settings(project, model), f"{model}.eval")
+
+    def check(self, project: Project, model: str) -> None:
+        self.eval_config(project, model)
+
+    def data_inputs(self, project: Project, model: str) -> dict[str, Path]:
+        return {"tokenizer": project.stage_dir(model, "baseline")}  # evaluation data ships with gensim
+
+    def quality_columns(self, project: Project, model: str) -> list[str]:
+        return ["lee_pearson", "polarity_accuracy", "wordsim_spearman", "cosine_to_fp32"]
+
+    def embeds(self, project: Project, model: str) -> bool:
+        return True
+
+    def lineage(self, project: Project, model: str) -> dict[str, Any]:
+        return {
+            "input_model_sha256": sha256_tree(project.stage_dir(model, "fetch")),
+            "data_sha256": {name: sha256_file(gensim_datapath(name)) for name in TEXT_DATA},
+        }
+
+    @capability("evaluate")
+    def eval_data_check(self, project: Project, model: str) -> DataCheck:
+        from model_compression.datasets import text as text_data
+
+        pol = text_data.load_polarity()
+        return DataCheck("check_text_eval_data", {"texts": pol.texts, "labels": pol.labels.tolist()})
+
+    @capability("baseline")
+    def build_baseline(self, project: Project, model: str, out: Path) -> dict[str, Any]:
+        import os
+
+        from model_compression.kinds import text_encoder
+        from model_compression.layers import n_params
+
+        encoder = text_encoder.build_baseline(project.stage_dir(model, "fetch"), out)
+        return {"parameters": n_params(encoder), "onnx_bytes": os.path.getsize(out / "model.onnx")}
+
+    @capability("load")
+    def load(self, project: Project, model: str) -> nn.Module:
+        from model_compression.kinds import text_encoder
+
+        return text_encoder.load(project.stage_dir(model, "baseline"))[0]
+
+    @capability("export")
+    def export(self, project: Project, model: str, module: nn.Module, path: Path) -> None:
+        from model_compression.kinds import text_encoder
+
+        text_encoder.export(module, text_encoder.tokenizer(project.stage_dir(model, "baseline")), path)
+
+    @capability("calibration")
+    def calibration(self, project: Project, model: str) -> list[dict[str, np.ndarray]]:
+        from model_compression.kinds import text_encoder
+
+        return text_encoder.calibration_feeds(project.stage_dir(model, "baseline"), self.eval_config(project, model))
+
+    @capability("evaluate")
+    def evaluator(self, project: Project, model: str) -> Evaluate:
+        from model_compression.evaluate import sentence
+
+        cfg, folder, threads = self.eval_config(project, model), project.stage_dir(model, "baseline"), project.threads
+        return lambda path, reference: sentence.evaluate(path, folder, cfg, threads, reference)
+
+    @capability("distill")
+    def distill(self, project: Project, model: str, teacher: nn.Module) -> tuple[nn.Module, list[float]]:
+        import dataclasses
+
+        from model_compression.distill import embedding
+        from model_compression.kinds import text_encoder
+
+        cfg = dataclasses.replace(self.distill_settings(project, model), seed=project.seed)
+        tok = text_encoder.tokenizer(project.stage_dir(model, "baseline"))
+        sentences = text_encoder.train_sentences(self.eval_config(project, model))
+        return embedding.distill(teacher, tok, sentences, cfg)  # type: ignore[arg-type]
+
+    @capability("finetune")
+    def finetune(self, project: Project, model: str, net: nn.Module, teacher: nn.Module, cfg: Any) -> list[float]:
+        from model_compression.distill.finetune import finetune_encoder
+        from model_compression.kinds import text_encoder
+
+        tok = text_encoder.tokenizer(project.stage_dir(model, "baseline"))
+        sentences = text_encoder.train_sentences(self.eval_config(project, model))
+        return finetune_encoder(net, teacher, tok, sentences, cfg, project.seed)

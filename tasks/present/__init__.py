@@ -1,0 +1,1 @@
+"""Presentation: the console table, the HTML report, the model card, the Prefect UI artifacts."""

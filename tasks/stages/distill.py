@@ -1,0 +1,41 @@
+"""Stage ``distill``: a smaller student trained against the fp32 teacher.
+
+How depends on the kind: a layer-drop MiniLM with embedding KD on the background corpus,
+a thinner CNN with logit KD, a team's factory model with KD on its calibration split. A
+model with no student to build (an ONNX file, say) is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from model_compression.layers import n_params
+from tasks.core.project import Project
+from tasks.core.skip import skippable
+from tasks.core.stage import Stage
+
+
+def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
+    kind = project.kind(model)
+    teacher = kind.load(project, model)
+    assert teacher is not None, "a kind with no torch model has a skip reason for distill"
+    student, losses = kind.distill(project, model, teacher)
+    kind.export(project, model, student, out / "model.onnx")
+    return {
+        "teacher_parameters": n_params(teacher),
+        "parameters": n_params(student),
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "onnx_bytes": os.path.getsize(out / "model.onnx"),
+    }
+
+
+STAGE = Stage(
+    name="distill",
+    body=skippable(_body, "distill"),
+    inputs=lambda p, m: {"baseline": p.stage_dir(m, "baseline"), **p.kind(m).data_inputs(p, m)},
+    params=lambda p, m: ["seed", "threads", "model.kind", "model.distill", "model.eval"],
+    uses=lambda p, m: ["load", "distill", "export"],
+)

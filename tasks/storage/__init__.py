@@ -1,0 +1,1 @@
+"""Storage: S3 through boto3, the embedded SeaweedFS server, and source URIs."""

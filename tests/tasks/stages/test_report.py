@@ -1,0 +1,78 @@
+"""The HTML report: figures, table, upload beside the version, and how it renders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks.core.project import ARTIFACT_STAGES, Project
+from tasks.storage import s3 as s3io
+from tests.conftest import run_until
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def screenshot(page: Path, out: Path, profile: Path) -> Image.Image:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed (scripts/bootstrap.sh installs it)")
+    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1200,1800"]
+    subprocess.run([*cmd, f"--screenshot={out}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    return Image.open(out).convert("L")
+
+
+def test_report_has_every_candidate_the_figures_and_is_uploaded(tiny_built: Path, tmp_path: Path):
+    run_until(tiny_built, "tiny-cnn", "report")
+    p = Project.at(tiny_built)
+    out = p.stage_dir("tiny-cnn", "report")
+    page = (out / "report.html").read_text()
+    for name in ("fp32", *ARTIFACT_STAGES[1:]):
+        assert f"<td>{name}" in page
+    assert "Selected artifact: <b>" in page and "(smallest: " in page and "1 version(s) published" in page
+    plots = {f.name: Image.open(f) for f in (out / "plots").glob("*.png")}
+    assert set(plots) == {"pareto_size.png", "pareto_latency.png", "layers.png", "history.png",
+                          "pareto_runs.png", "search_trials.png"}  # fmt: skip
+    assert all(img.width > 400 and img.height > 200 for img in plots.values())
+    assert page.count('src="data:image/png;base64,') == 6
+    fronts = json.loads((out / "pareto.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    # storage-only: sparse or shared weights (prune, the k-means'd recipe) and no faster than fp32
+    for s, m in metrics.items():
+        sparse = s in ("prune", "recipe")
+        assert m["storage_only"] == (sparse and m["speedup_vs_fp32"] < 1.05), s
+    published = {s for s, m in metrics.items() if s != "baseline" and m["uri"]}
+    version = p.read_output("tiny-cnn", "publish", "published.json")["version"]
+    assert {f["artifact"] for f in fronts} == published and {(f["run"], f["current"]) for f in fronts} == {
+        (version[:8], True)
+    }
+    # nothing is smaller than the smallest, so one of them is on the front (the recipe's
+    # thinned CNN and the distilled student can tie in size: then the better one is)
+    least = min(metrics[s]["size_bytes"] for s in published)
+    assert any(f["on_front"] for f in fronts if metrics[f["artifact"]]["size_bytes"] == least)
+
+    version = p.read_output("tiny-cnn", "publish", "published.json")["version"]
+    st = s3io.S3Settings.from_project(p)
+    body = s3io.client(st).get_object(Bucket=st.publish_bucket, Key=f"tiny-cnn/{version}/local/report.html")
+    assert body["Body"].read().decode() == page
+
+    # Rendered as a person sees it: a page with content, not an empty or broken one.
+    shot = np.asarray(screenshot(out / "report.html", tmp_path / "shot.png", tmp_path / "profile"))
+    assert shot.shape == (1800, 1200)
+    dark = (shot < 128).mean()
+    assert 0.01 < dark < 0.5  # text, axes and bars on a white page
+    assert (shot[:400] < 128).mean() > 0.005  # the title and the table are at the top

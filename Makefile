@@ -4,6 +4,8 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# the ephemeral API's start-up waits 20 s by default: too short on a loaded 2-core machine
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_LOGGING_LEVEL ?= INFO
 export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1

@@ -12,10 +12,11 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows import cancel
 from flows.prefect_tasks import compress_model, record_in_dvc
 from tasks.core import logs
 from tasks.core.project import Project
-from tasks.pools import targets
+from tasks.pools import profile_kernels, targets
 from tasks.present.console import table
 from tasks.storage import s3 as s3io
 
@@ -87,7 +88,9 @@ def nightly(
         project.check(m)  # unknown models, malformed entries and pools fail before any work starts
     remote = [p.name for p in targets(project, pools) if not p.inline]
     logger = get_run_logger()
-    with s3io.available(project):
+    with cancel.handling(), s3io.available(project):
+        if profile_kernels(project):  # a CPU family this pool had no profile for: measured once, committed
+            logger.info("measured the kernel profile of this machine's preset: int8 stages re-run on it")
         logger.info("compressing %s on %d worker(s)", ", ".join(chosen), workers)
         with task_runner(workers) as runner:
             args = {"root": root, "remote_pools": remote, "publish": publish}

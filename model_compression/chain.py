@@ -34,10 +34,13 @@ class ChainContext(Protocol):
     Attributes:
         teacher: the fp32 torch model (fine-tuning distils from it), or None.
         preset: the int8 preset of the target hardware (``quantize/presets``).
+        kernels: the target pool's kernel profile for that preset (``quantize/kernels``),
+            or None when the pool has none: int8 then keeps its defaults.
     """
 
     teacher: nn.Module | None
     preset: str
+    kernels: dict[str, Any] | None
 
     def export(self, module: nn.Module, path: Path) -> None:
         """Write ``module`` as ONNX at ``path``, with the model's inputs and outputs."""

@@ -71,7 +71,11 @@ STEPS: dict[str, Step] = {
     ),
     # per-layer sparsity / bits from measured sensitivity on calibration probes
     "prune_sensitive": Step(
-        f"{_P}.sensitive:SensitivePruneConfig", torch=f"{_P}.sensitive:recipe_step", needs=("calibration",), sparse=True
+        f"{_P}.sensitive:SensitivePruneConfig",
+        torch=f"{_P}.sensitive:recipe_step",
+        onnx=f"{_P}.onnx_sensitive:recipe_step",
+        needs=("calibration",),
+        sparse=True,
     ),
     "factorize": Step(
         "model_compression.factorize.svd:SVDConfig",

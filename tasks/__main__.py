@@ -1,6 +1,9 @@
 """Run one stage for one model: ``python -m tasks <stage> <model> [--root DIR]``; this is
 the ``cmd`` of every DVC stage, and the Prefect tasks call the same ``Stage.run``.
 
+``python -m tasks kernels [--force]`` measures this machine's kernel profile
+(``data/pools/<pool>/kernels.json``) for its int8 preset, if the file lacks one.
+
 ``python -m tasks dvc-yaml [--check]`` writes ``dvc.yaml`` from the stage declarations
 (with ``--check``: exits 1 if the file on disk differs).
 """
@@ -35,10 +38,27 @@ def _dvc_yaml(argv: list[str]) -> int:
     return 0
 
 
+def _kernels(argv: list[str]) -> int:
+    from tasks.core.project import Project
+    from tasks.pools import kernels_path, profile_kernels
+
+    parser = argparse.ArgumentParser(prog="python -m tasks kernels", description="measure this pool's kernel profile")
+    parser.add_argument("--root", default=".")
+    parser.add_argument("--force", action="store_true", help="re-measure even if the profile has this preset")
+    args = parser.parse_args(argv)
+    logs.setup()
+    project = Project.at(args.root)
+    changed = profile_kernels(project, force=args.force)
+    print(f"{kernels_path(project)} " + ("measured: int8 stages re-run" if changed else "already holds this preset"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["dvc-yaml"]:
         return _dvc_yaml(argv[1:])
+    if argv[:1] == ["kernels"]:
+        return _kernels(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tasks", description=__doc__)
     parser.add_argument("stage", choices=[*ORDER, "dvc-yaml"])
     parser.add_argument("model")

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from model_compression.chain import Check, run_chain
+from model_compression.config import load
 from model_compression.registry import STEPS, technique_config
 from tasks.core.project import Project
 from tasks.kinds.base import KindContext
+from tasks.pools import kernel_profile
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,6 +24,17 @@ def config(project: Project, model: str, technique: str) -> Any:
     """The validated config of ``technique`` (score, prune, quantize, factorize) from
     ``model``'s effective section."""
     return technique_config(technique, project.section(model, technique), f"{model}.{technique}")
+
+
+def prune_step(cfg: Any) -> tuple[str, Any]:
+    """The recipe step a ``prune`` section (a ``MagnitudePruneConfig``) stands for: magnitude
+    pruning, or with scope ``sensitive`` the sensitivity-allocated kind (per-tensor
+    sparsities from calibration). The configs come through the registry: a stage that
+    prunes declares those modules as its code."""
+    if cfg.scope != "sensitive":
+        return "prune", cfg
+    sensitive = load(STEPS["prune_sensitive"].config)
+    return "prune_sensitive", sensitive(sparsity=cfg.sparsity, min_numel=cfg.min_numel, skip=cfg.skip)
 
 
 def step_modules(*steps: str) -> list[str]:
@@ -49,6 +62,7 @@ def apply(
     the torch model after the torch steps). Without ``torch_model`` the chain starts from
     ``onnx`` (default: the fp32 baseline's graph). Intermediate files go beside ``dst``."""
     ctx = KindContext(project.kind(model), project, model, preset, teacher)
+    ctx.kernels = kernel_profile(project, preset) if preset else None
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".chain-") as tmp:
         path, done, net = run_chain(

@@ -16,11 +16,14 @@ the pool's hardware fingerprint; or one of ``quantize/presets.PRESETS``).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from model_compression.config import from_dict
+from model_compression.hashing import sha256_json
 from model_compression.quantize.presets import PRESETS, preset_for
 from model_compression.runtime.fingerprint import fingerprint
 from tasks.core.project import Project
@@ -101,6 +104,36 @@ def targets(project: Project, chosen: list[str] | None = None) -> list[PoolSpec]
     return [known[n] for n in names]
 
 
+def kernels_path(project: Project, spec: PoolSpec | None = None) -> Path:
+    """``data/pools/<pool>/kernels.json``: the pool's kernel profiles, one per int8 preset
+    (``python -m tasks kernels``), committed with the code so a rebuild reads the same one."""
+    return project.root / "data" / "pools" / (spec or local_pool(project)).name / "kernels.json"
+
+
+def kernel_profile(project: Project, preset: str, spec: PoolSpec | None = None) -> dict[str, Any] | None:
+    """The kernel profile of ``preset`` on the pool (default: this machine's), or None."""
+    path = kernels_path(project, spec)
+    if not path.is_file():
+        return None
+    profiles: dict[str, Any] = json.loads(path.read_text()).get("presets", {})
+    return profiles.get(preset)
+
+
+def kernel_watch(project: Project, model: str = "") -> list[Path]:
+    """The kernel profile file, which the stages that quantize watch (``Stage.watches``):
+    its content for this preset is in their key through ``int8_target``."""
+    return [kernels_path(project)]
+
+
+def int8_target(project: Project) -> dict[str, Any]:
+    """What int8 is built for on this machine's pool, for a stage key: the preset and the
+    hash of its kernel profile (None without one). A new profile re-runs the stages that
+    quantize; a profile added for another preset does not."""
+    preset = resolve_preset(local_pool(project))
+    profile = kernel_profile(project, preset)
+    return {"preset": preset, "kernels": None if profile is None else sha256_json(profile)}
+
+
 def resolve_preset(spec: PoolSpec, fp: dict[str, Any] | None = None) -> str:
     """The pool's int8 preset: pinned in params, or chosen from its fingerprint ``fp``
     (for the inline pool, this machine's)."""
@@ -111,3 +144,28 @@ def resolve_preset(spec: PoolSpec, fp: dict[str, Any] | None = None) -> str:
             raise ValueError(f"pool {spec.name!r} has preset auto: its fingerprint is needed (probe it first)")
         fp = fingerprint()
     return preset_for(fp)
+
+
+def profile_kernels(project: Project, force: bool = False) -> bool:
+    """Measure this machine's kernel profile for its preset into ``kernels_path`` (settings:
+    ``kernels`` in params.yaml, a ``KernelProfileConfig``), unless one is there already
+    (``force`` re-measures). Returns whether the file changed. The other presets' profiles
+    in the file are kept: each pool's file holds one per CPU family it has run on."""
+    import tempfile
+
+    from model_compression.quantize.kernels import KernelProfileConfig, measure
+
+    spec = local_pool(project)
+    preset = resolve_preset(spec)
+    path = kernels_path(project, spec)
+    held = json.loads(path.read_text()) if path.is_file() else {"presets": {}}
+    if preset in held["presets"] and not force:
+        return False
+    cfg = from_dict(KernelProfileConfig, project.params.get("kernels") or {}, "kernels")
+    with tempfile.TemporaryDirectory(prefix="kernels-") as work:
+        held["presets"][preset] = measure(cfg, Path(work))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(held, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)  # readers see the old profile or the new one, never half of one
+    return True

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ from tasks.storage import s3 as s3io
 
 log = logging.getLogger("pipeline")
 MANIFEST = "manifest.json"
+# (client, settings, bucket, prefix) of versions being uploaded right now, before their
+# manifest exists: what a cancelled run deletes, so that no half-published version stays.
+IN_FLIGHT: set[tuple[Any, s3io.S3Settings, str, str]] = set()
 
 
 class PublishConflict(ValueError):
@@ -91,6 +95,26 @@ def publishable(rows: dict[str, dict[str, Any]], bench: dict[str, Any], spec: Po
     return out
 
 
+@dataclass(frozen=True)
+class Release:
+    """One version about to be published for one pool: what every upload step shares."""
+
+    project: Project
+    model: str
+    spec: PoolSpec
+    files: dict[str, Path]
+    rows: dict[str, dict[str, Any]]
+    bench: dict[str, Any]
+    passed: list[str]
+    hashes: dict[str, str]
+    version: str
+    params: dict[str, Any]
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.model}/{self.version}/{self.spec.name}"
+
+
 def publish_artifacts(
     project: Project,
     model: str,
@@ -101,84 +125,121 @@ def publish_artifacts(
 ) -> dict[str, Any]:
     """Publish the publishable ``files`` of ``model`` for pool ``spec``; returns
     ``{"version", "pool", "artifacts": {name: uri}}`` (version ``None`` if nothing passed)."""
-    where = spec.name
     passed = publishable(rows, bench, spec, model)
     if not passed:
-        log.warning("%s: no artifact is publishable for pool %s; nothing published", model, where)
-        return {"version": None, "pool": where, "artifacts": {}}
+        log.warning("%s: no artifact is publishable for pool %s; nothing published", model, spec.name)
+        return {"version": None, "pool": spec.name, "artifacts": {}}
     hashes = {s: sha256_file(files[s]) for s in passed}
-    base_sha = sha256_file(files["baseline"])
     params = project.resolved(model)
-    version = sha256_json({"model": model, "artifacts": hashes, "baseline": base_sha, "params": params})[:16]
+    version = sha256_json(
+        {"model": model, "artifacts": hashes, "baseline": sha256_file(files["baseline"]), "params": params}
+    )[:16]
+    rel = Release(project, model, spec, files, rows, bench, passed, hashes, version, params)
     with s3io.available(project) as (s3, settings):
         bucket = settings.publish_bucket
-        prefix = f"{model}/{version}/{where}"
-        uris = {s: f"s3://{bucket}/{prefix}/{s}/model.onnx" for s in passed}
-        existing = s3io.get_bytes(s3, settings, bucket, f"{prefix}/{MANIFEST}")
+        existing = s3io.get_bytes(s3, settings, bucket, f"{rel.prefix}/{MANIFEST}")
         if existing is not None:
-            _same_content(existing, hashes, f"s3://{bucket}/{prefix}")
+            _same_content(existing, hashes, f"s3://{bucket}/{rel.prefix}")
             log.info("%s version %s already published with the same content", model, version)
         else:
-            # the release table, then the version serving uses now: either raises before any upload
-            released = release.check(project, model, passed, rows, bench)
-            regression_record = _regression(project, model, spec, files, passed, bench, s3, settings)
-            packages = _packages(project, model, files, passed)
-            gates = _gates(project, model)
-            docs = project.stage_dir(model, "validate") / "gx_docs"
-            for path in sorted(p for p in docs.rglob("*") if p.is_file()) if docs.is_dir() else []:
-                # Great Expectations' Data Docs of the gates these artifacts passed
-                s3io.upload_file(s3, settings, path, bucket, f"{prefix}/gx_docs/{path.relative_to(docs).as_posix()}")
-            for rel, data in released["site"].items():
-                s3io.put_bytes(s3, settings, bucket, f"{prefix}/gx_docs/{rel}", data)
-            for s in passed:
-                _upload_verified(s3, settings, files[s], bucket, f"{prefix}/{s}/model.onnx", hashes[s])
-                if s in packages:  # the entropy-coded transfer package of the same artifact
-                    pk = packages[s]
-                    _upload_verified(s3, settings, pk["path"], bucket, f"{prefix}/{s}/model.mcpk", pk["sha256"])
-            manifest = {
-                "model": model,
-                "version": version,
-                "pool": where,
-                "params": params,
-                "seed": project.seed,
-                "threads": project.threads,
-                "versions": library_versions(),
-                "lineage": lineage(project, model),
-                "skipped": project.skipped(model),
-                "regression": regression_record,
-                "pareto": pareto_front(rows, bench, passed, project.kind(model).quality_columns(project, model)[0]),
-                "gates": [
-                    {**g, "docs": f"s3://{bucket}/{prefix}/{g['docs']}" if g.get("docs") else None}
-                    for g in [*gates, released["summary"]]
-                ],
-                "fingerprint": bench["fingerprint"],
-                "preset": bench.get("preset"),
-                "baseline": {
-                    "size_bytes": rows["baseline"]["size_bytes"],
-                    "sha256": base_sha,
-                    **_quality(rows["baseline"]),
-                },
-                "artifacts": {
-                    s: {
-                        "uri": uris[s],
-                        "sha256": hashes[s],
-                        "metrics": rows[s],
-                        "latency": bench["results"][s],
-                        **({"package": _package_entry(bucket, prefix, s, packages[s])} if s in packages else {}),
-                    }
-                    for s in passed
-                },
+            _upload_version(rel, s3, settings)
+        pointer = {"version": version, "manifest": f"{rel.prefix}/{MANIFEST}"}
+        s3io.put_bytes(s3, settings, bucket, f"{model}/{spec.name}/latest.json", json.dumps(pointer).encode())
+    return {"version": version, "pool": spec.name, "artifacts": {s: _uri(bucket, rel.prefix, s) for s in passed}}
+
+
+def _uri(bucket: str, prefix: str, name: str, file: str = "model.onnx") -> str:
+    return f"s3://{bucket}/{prefix}/{name}/{file}"
+
+
+def _upload_version(rel: Release, s3: Any, settings: s3io.S3Settings) -> None:
+    """Gates first (either raises before any upload), then every file, the model card, and
+    the manifest last (a conditional write: one run's manifest per version)."""
+    project, model, bucket = rel.project, rel.model, settings.publish_bucket
+    released = release.check(project, model, rel.passed, rel.rows, rel.bench)
+    regression_record = _regression(project, model, rel.spec, rel.files, rel.passed, rel.bench, s3, settings)
+    packages = _packages(project, model, rel.files, rel.passed)
+    flight = (s3, settings, bucket, rel.prefix)
+    IN_FLIGHT.add(flight)
+    try:
+        docs = project.stage_dir(model, "validate") / "gx_docs"
+        for path in sorted(p for p in docs.rglob("*") if p.is_file()) if docs.is_dir() else []:
+            # Great Expectations' Data Docs of the gates these artifacts passed
+            s3io.upload_file(s3, settings, path, bucket, f"{rel.prefix}/gx_docs/{path.relative_to(docs).as_posix()}")
+        for name, data in released["site"].items():
+            s3io.put_bytes(s3, settings, bucket, f"{rel.prefix}/gx_docs/{name}", data)
+        for s in rel.passed:
+            _upload_verified(s3, settings, rel.files[s], bucket, f"{rel.prefix}/{s}/model.onnx", rel.hashes[s])
+            if s in packages:  # the entropy-coded transfer package of the same artifact
+                pk = packages[s]
+                _upload_verified(s3, settings, pk["path"], bucket, f"{rel.prefix}/{s}/model.mcpk", pk["sha256"])
+        manifest = _manifest(rel, bucket, regression_record, packages, released["summary"])
+        s3io.put_bytes(s3, settings, bucket, f"{rel.prefix}/README.md", model_card.render(manifest).encode())
+        body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+        if s3io.put_if_absent(s3, settings, bucket, f"{rel.prefix}/{MANIFEST}", body):
+            log.info("%s: published version %s for pool %s (%d artifacts)", model, rel.version, rel.spec.name,
+                     len(rel.passed))  # fmt: skip
+        else:  # a concurrent run wrote this version's manifest first
+            theirs = s3io.get_bytes(s3, settings, bucket, f"{rel.prefix}/{MANIFEST}") or b"{}"
+            _same_content(theirs, rel.hashes, rel.prefix)
+            log.info("%s version %s was published concurrently with the same content", model, rel.version)
+    finally:
+        IN_FLIGHT.discard(flight)
+
+
+def _manifest(
+    rel: Release, bucket: str, regression_record: Any, packages: dict[str, Any], release_summary: dict[str, Any]
+) -> dict[str, Any]:
+    """What a published version is: params, lineage, gates, and every artifact's URI, sha256,
+    quality, latency and transfer package."""
+    project, model, rows = rel.project, rel.model, rel.rows
+    quality = project.kind(model).quality_columns(project, model)[0]
+    return {
+        "model": model,
+        "version": rel.version,
+        "pool": rel.spec.name,
+        "params": rel.params,
+        "seed": project.seed,
+        "threads": project.threads,
+        "versions": library_versions(),
+        "lineage": lineage(project, model),
+        "skipped": project.skipped(model),
+        "regression": regression_record,
+        "pareto": pareto_front(rows, rel.bench, rel.passed, quality),
+        "gates": [
+            {**g, "docs": f"s3://{bucket}/{rel.prefix}/{g['docs']}" if g.get("docs") else None}
+            for g in [*_gates(project, model), release_summary]
+        ],
+        "fingerprint": rel.bench["fingerprint"],
+        "preset": rel.bench.get("preset"),
+        "baseline": {
+            "size_bytes": rows["baseline"]["size_bytes"],
+            "sha256": sha256_file(rel.files["baseline"]),
+            **_quality(rows["baseline"]),
+        },
+        "artifacts": {
+            s: {
+                "uri": _uri(bucket, rel.prefix, s),
+                "sha256": rel.hashes[s],
+                "metrics": rows[s],
+                "latency": rel.bench["results"][s],
+                **({"package": _package_entry(bucket, rel.prefix, s, packages[s])} if s in packages else {}),
             }
-            s3io.put_bytes(s3, settings, bucket, f"{prefix}/README.md", model_card.render(manifest).encode())
-            body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
-            if s3io.put_if_absent(s3, settings, bucket, f"{prefix}/{MANIFEST}", body):
-                log.info("%s: published version %s for pool %s (%d artifacts)", model, version, where, len(passed))
-            else:  # a concurrent run wrote this version's manifest first
-                _same_content(s3io.get_bytes(s3, settings, bucket, f"{prefix}/{MANIFEST}") or b"{}", hashes, prefix)
-                log.info("%s version %s was published concurrently with the same content", model, version)
-        pointer = {"version": version, "manifest": f"{prefix}/{MANIFEST}"}
-        s3io.put_bytes(s3, settings, bucket, f"{model}/{where}/latest.json", json.dumps(pointer).encode())
-    return {"version": version, "pool": where, "artifacts": uris}
+            for s in rel.passed
+        },
+    }
+
+
+def discard_in_flight() -> list[str]:
+    """Delete the objects of every version still being uploaded (a cancelled run): no
+    version without a manifest is left behind. Returns the prefixes deleted."""
+    done = []
+    for s3, settings, bucket, prefix in list(IN_FLIGHT):
+        for key in s3io.list_keys(s3, settings, bucket, prefix + "/"):
+            s3.delete_object(Bucket=bucket, Key=key)
+        IN_FLIGHT.discard((s3, settings, bucket, prefix))
+        done.append(f"s3://{bucket}/{prefix}")
+    return done
 
 
 def pareto_front(
@@ -245,14 +306,22 @@ def _gates(project: Project, model: str) -> list[dict[str, Any]]:
 
 def _packages(project: Project, model: str, files: dict[str, Path], names: list[str]) -> dict[str, dict[str, Any]]:
     """The package stage's output for each of ``names`` whose file is this project's artifact
-    (a pool's own re-quantized file has no package)."""
+    (a pool's own re-quantized file has no package): exact packages, and inexact ones whose
+    decoded model passed the tolerance on its own (validation.json ``packages``)."""
     folder = project.stage_dir(model, "package")
     table = json.loads((folder / "package.json").read_text()) if (folder / "package.json").is_file() else {}
+    decoded = project.read_output(model, "validate", "validation.json").get("packages", {})
     out = {}
     for s in names:
-        if s in table and files[s] == project.artifact(model, s):
-            path = folder / f"{s}.mcpk"
-            out[s] = {"path": path, "sha256": sha256_file(path), **table[s]}
+        if s not in table or files[s] != project.artifact(model, s):
+            continue
+        if not table[s]["exact"] and not decoded.get(s, {}).get("passed"):
+            log.warning(
+                "%s/%s: its transfer package decodes to a model that fails the tolerance: not uploaded", model, s
+            )
+            continue
+        path = folder / f"{s}.mcpk"
+        out[s] = {"path": path, "sha256": sha256_file(path), **table[s], "decoded": decoded.get(s)}
     return out
 
 
@@ -263,6 +332,8 @@ def _package_entry(bucket: str, prefix: str, name: str, pk: dict[str, Any]) -> d
         "bytes": pk["package_bytes"],
         "entropy_bound_bytes": pk["entropy_bound_bytes"],
         "coded_vs_bound": pk["coded_vs_bound"],
+        "exact": pk["exact"],  # inexact: float weights at 8 bits; the quality below is the decoded model's
+        **({"decoded_quality": _quality(pk["decoded"])} if pk["decoded"] else {}),
     }
 
 

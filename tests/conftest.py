@@ -20,6 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # 20 s is short under load
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 ACCESS, SECRET = "test-access", "test-secret-key"
@@ -90,6 +91,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str, zoo: str =
         # which of two tiny models runs faster is noise: publish int8 regardless
         "pools": {"local": {"work_pool": None, "preset": "avx2", "publish_slower_int8": True}},
         "catalogue": ["tiny-text", "tiny-cnn"],
+        "kernels": {"batches": [1], "repeats": 1, "rounds": 1, "budget_s": 0.002, "threads": 1},  # seconds
         "selection": "smallest",
         # tiny models' timings are noise at 10 %: a latency regression here must be a 2x one
         "regression": {"latency_margin": 1.0, "runs": 5},

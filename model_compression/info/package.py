@@ -4,8 +4,14 @@ Every weight tensor with at least ``min_numel`` elements becomes a stream of sym
 integer tensors (int8 artifacts) as they are, float tensors after ``bits``-bit linear
 quantization (``info.entropy.linear_quantize``, the same symbols the bound is computed on).
 Each stream is coded with an ANS coder (``constriction``) under its own zeroth-order model,
-the tensor's symbol counts, stored beside it. Everything else (graph, small tensors) is
-zlib-compressed protobuf. Decoding returns exactly the symbols that were encoded.
+the tensor's symbol counts, stored beside it. A stream whose values span a range wider than
+the tensor itself (int32 biases of a static-int8 graph can span 2^32) is coded over the
+sorted list of the values it holds instead, stored beside it as delta varints: memory
+stays proportional to the tensor, never to its range. Everything else (graph, small
+tensors) is zlib-compressed protobuf. Decoding returns exactly the symbols that were
+encoded. A package is ``exact`` when every coded tensor is an integer or weight-shared
+tensor; float tensors are coded at ``bits`` bits, so the model it decodes to is not the
+artifact and has to be evaluated on its own.
 
 Layout: ``MAGIC``, 8-byte little-endian header length, JSON header (per tensor: name,
 shape, dtype, scale, lowest symbol, codebook and payload lengths), zlib'd graph, then per
@@ -44,6 +50,7 @@ class PackageStats:
     entropy_bound_bytes: int
     tensors: int
     numel: int
+    exact: bool = True
 
     @property
     def coded_vs_bound(self) -> float:
@@ -101,9 +108,22 @@ def _unvarints(data: bytes, n: int) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def _code(symbols: np.ndarray) -> tuple[int, bytes, np.ndarray]:
-    """(lowest symbol, the codebook: zlib'd varint counts of every symbol from the lowest to
-    the highest, compressed uint32 words) of a flat symbol stream."""
+DENSE_SPAN = 1 << 16  # a count per value of the range while the range is no wider than this or the tensor
+
+
+def _zigzag(values: np.ndarray) -> np.ndarray:
+    v = values.astype(np.int64)
+    return ((v << 1) ^ (v >> 63)).astype(np.uint64)
+
+
+def _unzigzag(values: np.ndarray) -> np.ndarray:
+    v = values.astype(np.uint64)
+    return ((v >> np.uint64(1)).astype(np.int64)) ^ -((v & np.uint64(1)).astype(np.int64))
+
+
+def _ans(symbols: np.ndarray) -> tuple[int, bytes, np.ndarray]:
+    """(lowest symbol, the codebook: deflated varint counts of every symbol from the lowest
+    to the highest, compressed uint32 words) of a flat stream of a narrow range."""
     import constriction
 
     low = int(symbols.min())
@@ -117,6 +137,28 @@ def _code(symbols: np.ndarray) -> tuple[int, bytes, np.ndarray]:
     return low, book, coder.get_compressed()
 
 
+def _code(flat: np.ndarray, dtype: np.dtype) -> tuple[dict[str, int], list[bytes]]:
+    """(header fields, payload parts in order: counts, alphabet, words) of a flat stream.
+
+    A narrow range is ANS-coded over counts of every value in it. A wide one (more values
+    in its range than ``DENSE_SPAN`` and than it has elements) would need a range-sized
+    table; it is coded either over the sorted values it holds (deflated zigzag deltas,
+    then ANS over indices into them) or, when that is no shorter (every value distinct,
+    as in int32 biases), as its own little-endian bytes, deflated."""
+    span = int(flat.max()) - int(flat.min()) + 1
+    if span <= max(DENSE_SPAN, flat.size):
+        low, book, words = _ans(flat)
+        return {"low": low, "span": span, "book": len(book), "words": int(words.size)}, [book, words.tobytes()]
+    values, indices = np.unique(flat, return_inverse=True)
+    alphabet = _deflate(_varints(_zigzag(np.diff(values, prepend=0))))
+    low, book, words = _ans(indices.astype(np.int64))
+    raw = _deflate(flat.astype(np.dtype(dtype).newbyteorder("<")).tobytes())  # an integer tensor's own bytes
+    if len(raw) <= len(alphabet) + len(book) + words.nbytes:
+        return {"raw": len(raw)}, [raw]
+    fields = {"low": low, "span": int(values.size), "book": len(book), "words": int(words.size)}
+    return {**fields, "alphabet": len(alphabet), "distinct": int(values.size)}, [book, alphabet, words.tobytes()]
+
+
 def _decode(low: int, counts: np.ndarray, words: np.ndarray) -> np.ndarray:
     import constriction
 
@@ -127,39 +169,43 @@ def _decode(low: int, counts: np.ndarray, words: np.ndarray) -> np.ndarray:
     return constriction.stream.stack.AnsCoder(words).decode(model, n).astype(np.int64) + low
 
 
+def _pack_tensor(name: str, arr: np.ndarray, bits: int) -> tuple[dict[str, object], bytes, bool]:
+    """(header entry, payload bytes, whether the tensor is coded exactly) of one tensor."""
+    symbols, scale, values = _symbols(arr, bits)
+    fields, parts = _code(symbols.ravel(), arr.dtype)
+    meta: dict[str, object] = {"name": name, "shape": list(arr.shape), "dtype": str(arr.dtype), "scale": scale}
+    meta.update(fields)
+    shared = b""
+    if values is not None:  # the codebook's values: float16 when that is exact (k-means rounds to it)
+        half = values.astype("<f2")
+        as_half = np.array_equal(half.astype(values.dtype), values)
+        shared = (half if as_half else values.astype("<f4")).tobytes()
+        meta["values"], meta["values_dtype"] = int(values.size), "<f2" if as_half else "<f4"
+    # the shared values go after the counts and alphabet, before the words
+    payload = b"".join(parts[:-1]) + shared + parts[-1] if "raw" not in fields else parts[0] + shared
+    return meta, payload, scale == 0.0 or values is not None
+
+
 def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024) -> PackageStats:
     """Write the transfer package of the ONNX model at ``src`` to ``dst``."""
     model = onnx.load(str(src))
     header: list[dict[str, object]] = []
     payloads: list[bytes] = []
-    coded = numel = 0
-    bound_bits = 0.0
-    keep = []
+    numel, bound_bits, exact, keep = 0, 0.0, True, []
     for init in model.graph.initializer:
         arr = numpy_helper.to_array(init)
         if arr.size < min_numel or arr.dtype == np.bool_:
             keep.append(init)
             continue
         try:
-            symbols, scale, values = _symbols(arr, bits)
+            meta, payload, tensor_exact = _pack_tensor(init.name, arr, bits)
         except ValueError as e:
             raise ValueError(f"tensor {init.name!r} of {Path(src).name}: {e}") from e
-        low, book, words = _code(symbols.ravel())
-        span = int(symbols.max()) - low + 1
-        meta = {"name": init.name, "shape": list(arr.shape), "dtype": str(arr.dtype), "scale": scale,
-                "low": low, "span": span, "book": len(book), "words": int(words.size)}  # fmt: skip
-        shared = b""
-        if values is not None:  # the codebook's values: float16 when that is exact (k-means rounds to it)
-            half = values.astype("<f2")
-            exact = np.array_equal(half.astype(values.dtype), values)
-            shared = (half if exact else values.astype("<f4")).tobytes()
-            meta["values"], meta["values_dtype"] = int(values.size), "<f2" if exact else "<f4"
         header.append(meta)
-        payloads.append(book + shared + words.astype("<u4").tobytes())
-        # the counts and any shared values are part of the coded size, not hidden
-        coded += len(book) + len(shared) + words.nbytes
-        bound_bits += arr.size * empirical_entropy(symbols)
+        payloads.append(payload)  # the counts, any alphabet and shared values count in the coded size
+        bound_bits += arr.size * empirical_entropy(tensor_symbols(arr, bits))
         numel += arr.size
+        exact = exact and tensor_exact  # a float tensor coded at `bits` bits is not exact
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
     graph = zlib.compress(model.SerializeToString(), 9)
@@ -169,10 +215,11 @@ def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024)
         f.write(MAGIC + struct.pack("<Q", len(head)) + head + graph + b"".join(payloads))
     return PackageStats(
         bytes=Path(dst).stat().st_size,
-        coded_bytes=coded,
+        coded_bytes=sum(len(p) for p in payloads),
         entropy_bound_bytes=math.ceil(bound_bits / 8),
         tensors=len(header),
         numel=numel,
+        exact=exact,
     )
 
 
@@ -192,8 +239,17 @@ def unpack(
     model = onnx.ModelProto.FromString(zlib.decompress(data[start + n : pos]))
     symbols, scales, shared = {}, {}, {}
     for t in head["tensors"]:
+        if "raw" in t:  # a wide stream of (nearly) distinct values, stored as they are
+            flat = np.frombuffer(_inflate(data[pos : pos + t["raw"]]), np.dtype(t["dtype"]).newbyteorder("<"))
+            pos += t["raw"]
+            symbols[t["name"]], scales[t["name"]] = flat.reshape(t["shape"]).astype(t["dtype"]), float(t["scale"])
+            continue
         counts = _unvarints(_inflate(data[pos : pos + t["book"]]), t["span"])
         pos += t["book"]
+        alphabet = None
+        if "alphabet" in t:  # a wide stream: symbols index the sorted values listed here
+            alphabet = np.cumsum(_unzigzag(_unvarints(_inflate(data[pos : pos + t["alphabet"]]), t["distinct"])))
+            pos += t["alphabet"]
         if "values" in t:
             width = np.dtype(t["values_dtype"]).itemsize * t["values"]
             shared[t["name"]] = np.frombuffer(data[pos : pos + width], t["values_dtype"]).astype(t["dtype"])
@@ -201,6 +257,7 @@ def unpack(
         words = np.frombuffer(data[pos : pos + 4 * t["words"]], dtype="<u4").astype(np.uint32)
         pos += 4 * t["words"]
         flat = _decode(t["low"], counts, words)
+        flat = flat if alphabet is None else alphabet[flat]
         symbols[t["name"]] = flat.reshape(t["shape"]).astype(t["dtype"] if t["scale"] == 0 else np.int64)
         scales[t["name"]] = float(t["scale"])
     return model, symbols, scales, shared

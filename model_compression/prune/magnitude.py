@@ -20,21 +20,23 @@ class MagnitudePruneConfig:
     Attributes:
         sparsity: fraction of prunable weights set to zero, in [0, 1).
         scope: ``"global"`` ranks all prunable weights together; ``"layer"`` prunes each
-            tensor to ``sparsity`` on its own.
+            tensor to ``sparsity`` on its own; ``"sensitive"`` gives each tensor the sparsity
+            its measured sensitivity allows (``prune/sensitive.py``, ``prune/onnx_sensitive.py``:
+            the pipeline's prune stage runs those, since they need calibration samples).
         min_numel: tensors smaller than this are left dense (default 1024).
         skip: substrings of parameter names never pruned (embeddings, the classifier head).
     """
 
     sparsity: float = 0.5
-    scope: Literal["global", "layer"] = "global"
+    scope: Literal["global", "layer", "sensitive"] = "global"
     min_numel: int = 1024
     skip: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"MagnitudePruneConfig.sparsity must be in [0, 1), got {self.sparsity}")
-        if self.scope not in ("global", "layer"):
-            raise ValueError(f"MagnitudePruneConfig.scope must be 'global' or 'layer', got {self.scope!r}")
+        if self.scope not in ("global", "layer", "sensitive"):
+            raise ValueError(f"MagnitudePruneConfig.scope must be 'global', 'layer' or 'sensitive', got {self.scope!r}")
 
 
 def weight_matrices(model: nn.Module, min_numel: int, skip: tuple[str, ...]) -> list[tuple[str, nn.Parameter]]:
@@ -71,6 +73,8 @@ def prune(model: nn.Module, cfg: MagnitudePruneConfig) -> nn.Module:
     params = prunable(model, cfg)
     if not params:
         raise ValueError("model has no prunable weight matrices")
+    if cfg.scope == "sensitive":
+        raise ValueError("scope 'sensitive' measures each layer on calibration samples: use prune.sensitive.prune")
     if cfg.scope == "global":
         t = threshold(torch.cat([p.abs().flatten() for _, p in params]), cfg.sparsity)
         for _, p in params:

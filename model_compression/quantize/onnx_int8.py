@@ -44,6 +44,22 @@ class OnnxInt8Config:
         weight_type: ``"int8"`` or ``"uint8"``; ``None`` (default) takes the preset (int8).
         calibrate_method: static only: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
         op_types: op types to quantize; empty means onnxruntime's defaults.
+        exclude_nodes: node names kept in float (default none).
+        only_nodes: quantize these nodes alone (default: every node of ``op_types``).
+        preprocess: run onnxruntime's quantization pre-processing first (shape inference,
+            graph optimization that folds BatchNormalization into convolutions). An unfolded
+            BatchNorm makes int8 slower than fp32 and less faithful (default False: the
+            catalogue's torch exports have none; BYO entries default to True).
+        accuracy_control: when the int8 artifact misses its tolerance, revert up to this
+            many of its most sensitive nodes to float, one at a time, until it passes
+            (default 0: off; the pipeline's quantize stage runs it: ``quantize/fallback.py``).
+        quant_format: static only: ``"qdq"`` or ``"qoperator"``; ``None`` (default) takes
+            the pool's kernel profile (``quantize/kernels.py``), else QDQ.
+        activation_type: static only: ``"uint8"`` or ``"int8"`` activations; ``None``
+            (default) takes the kernel profile, else uint8 (U8S8, fast on every x86).
+        min_cosine: the int8 graph's mean per-sample output cosine to the float graph's on
+            the calibration samples must reach this before the artifact counts as built
+            (default 0.9: a sanity check against broken graphs, not the quality tolerance).
     """
 
     mode: Literal["dynamic", "static"] = "dynamic"
@@ -52,6 +68,13 @@ class OnnxInt8Config:
     weight_type: Literal["int8", "uint8"] | None = None
     calibrate_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     op_types: tuple[str, ...] = ()
+    exclude_nodes: tuple[str, ...] = ()
+    only_nodes: tuple[str, ...] = ()
+    quant_format: Literal["qdq", "qoperator"] | None = None
+    activation_type: Literal["uint8", "int8"] | None = None
+    min_cosine: float = 0.9
+    preprocess: bool = False
+    accuracy_control: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("dynamic", "static"):
@@ -62,6 +85,14 @@ class OnnxInt8Config:
             )
         if self.weight_type not in (None, "int8", "uint8"):
             raise ValueError(f"OnnxInt8Config.weight_type must be 'int8' or 'uint8', got {self.weight_type!r}")
+        if self.quant_format not in (None, "qdq", "qoperator"):
+            raise ValueError(f"OnnxInt8Config.quant_format must be 'qdq' or 'qoperator', got {self.quant_format!r}")
+        if self.activation_type not in (None, "uint8", "int8"):
+            raise ValueError(f"OnnxInt8Config.activation_type must be 'uint8' or 'int8', got {self.activation_type!r}")
+        if self.accuracy_control < 0:
+            raise ValueError(f"OnnxInt8Config.accuracy_control must be >= 0 nodes, got {self.accuracy_control}")
+        if not -1.0 <= self.min_cosine <= 1.0:
+            raise ValueError(f"OnnxInt8Config.min_cosine must be in [-1, 1], got {self.min_cosine}")
 
 
 class _ListReader:
@@ -81,6 +112,15 @@ class _ListReader:
         self.i = 0
 
 
+def preprocess(src: str | Path, dst: Path) -> Path:
+    """onnxruntime's quantization pre-processing of ``src`` into ``dst``: shape inference and
+    graph optimization (BatchNormalization folded into the convolution before it)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+    return dst
+
+
 def quantize(
     src: str | Path,
     dst: str | Path,
@@ -92,6 +132,8 @@ def quantize(
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.preprocess:
+        src = preprocess(src, dst.with_name(dst.stem + ".pre.onnx"))
     op_types = list(cfg.op_types) or None
     reduce_range = True if cfg.reduce_range is None else cfg.reduce_range  # portable: right on any x86
     weight_type = QuantType.QUInt8 if cfg.weight_type == "uint8" else QuantType.QInt8
@@ -103,6 +145,8 @@ def quantize(
             reduce_range=reduce_range,
             weight_type=weight_type,
             op_types_to_quantize=op_types,
+            nodes_to_exclude=list(cfg.exclude_nodes),
+            nodes_to_quantize=list(cfg.only_nodes) or None,
             # after int4 (opset 21, contrib ops) shape inference can miss a type: it is float
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
@@ -119,13 +163,15 @@ def quantize(
         str(src),
         str(dst),
         _ListReader(feeds),
-        quant_format=QuantFormat.QDQ,
+        quant_format=QuantFormat.QOperator if cfg.quant_format == "qoperator" else QuantFormat.QDQ,
         per_channel=cfg.per_channel,
         reduce_range=reduce_range,
-        activation_type=QuantType.QUInt8,
+        activation_type=QuantType.QInt8 if cfg.activation_type == "int8" else QuantType.QUInt8,
         weight_type=weight_type,
         calibrate_method=method,
         op_types_to_quantize=op_types,
+        nodes_to_exclude=list(cfg.exclude_nodes),
+        nodes_to_quantize=list(cfg.only_nodes) or None,
         extra_options={"CalibTensorRangeSymmetric": False},
         calibration_providers=["CPUExecutionProvider"],
         use_external_data_format=False,

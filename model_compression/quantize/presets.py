@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from model_compression.errors import NotApplicable
+from model_compression.quantize.checks import output_agreement, saturated_biases, zero_dead_channels
+from model_compression.quantize.kernels import choose, fmt_fields
 from model_compression.quantize.onnx_int8 import OnnxInt8Config, count_quantized_nodes, quantize
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -64,15 +67,70 @@ def apply_preset(cfg: OnnxInt8Config, preset: str) -> OnnxInt8Config:
 
 def recipe_step(src: Path, dst: Path, cfg: OnnxInt8Config, ctx: Any) -> dict[str, Any]:
     """Recipe step ``int8``: onnxruntime int8 for the target's preset (``ctx.preset``),
-    calibrated on the kind's calibration samples when static."""
+    calibrated on the kind's calibration samples when static. Output channels whose weights
+    are all below 1e-6 are set exactly to zero first (``zeroed_dead_channels``); a node whose
+    int32 bias still comes out clipped is excluded from quantization (``protected_nodes``
+    says which and why), and the graph's
+    outputs are checked against the float graph's on the calibration samples: a graph
+    below ``cfg.min_cosine`` is not built (``NotApplicable``, with the numbers)."""
     cfg = apply_preset(cfg, ctx.preset)
-    feeds = ctx.calibration() if cfg.mode == "static" else None
-    quantize(src, dst, cfg, feeds)
+    cfg, profiled = apply_profile(cfg, getattr(ctx, "kernels", None), src)
+    feeds = ctx.calibration()
+    zeroed: dict[str, list[int]] = {}
+    if cfg.mode == "static":  # near-dead channels exactly to zero: their int32 bias cannot saturate
+        cleaned = dst.with_name(dst.stem + ".zeroed.onnx")
+        zeroed = zero_dead_channels(src, cleaned)
+        src = cleaned if zeroed else src
+    quantize(src, dst, cfg, feeds if cfg.mode == "static" else None)
+    protected = saturated_biases(dst) if cfg.mode == "static" else {}
+    if protected:
+        cfg = dataclasses.replace(cfg, exclude_nodes=cfg.exclude_nodes + tuple(sorted(protected)))
+        quantize(src, dst, cfg, feeds)
+        left = saturated_biases(dst)
+        if left:
+            raise NotApplicable(
+                f"int32 biases still saturate in {sorted(left)} after keeping {sorted(protected)} in float"
+            )
+    check = output_agreement(src, dst, feeds)
+    if not check["finite"] or check["cosine_mean"] < cfg.min_cosine:
+        raise NotApplicable(
+            f"int8 outputs diverge from float on the calibration samples: mean cosine {check['cosine_mean']:.4f} "
+            f"< {cfg.min_cosine} (min {check['cosine_min']:.4f}, finite {bool(check['finite'])})"
+        )
     return {
         "mode": cfg.mode,
         "preset": ctx.preset,
         "reduce_range": cfg.reduce_range,
         "weight_type": cfg.weight_type,
         "quantized_nodes": count_quantized_nodes(dst),
-        "calibration_batches": len(feeds or []),
+        "calibration_batches": len(feeds) if cfg.mode == "static" else 0,
+        "protected_nodes": {
+            node: f"int32 bias {v['bias']} saturates in {v['saturated']} of {v['channels']} channels: kept in float"
+            for node, v in protected.items()
+        },
+        "calibration_check": check,
+        "zeroed_dead_channels": zeroed,
+        "quant_format": cfg.quant_format or "qdq",
+        "activation_type": cfg.activation_type or "uint8",
+        "kernel_profile": profiled,
     }
+
+
+def apply_profile(
+    cfg: OnnxInt8Config, profile: Mapping[str, Any] | None, src: Path
+) -> tuple[OnnxInt8Config, dict[str, Any]]:
+    """``cfg`` with its unset format fields and float nodes taken from the pool's kernel
+    ``profile`` (``kernels.choose``): what it decided and why, for the record. Without a
+    profile, or for dynamic int8, nothing changes. Fields the recipe sets win."""
+    if profile is None or cfg.mode != "static":
+        return cfg, {"used": False}
+    import onnx
+
+    decided = choose(dict(profile), onnx.load(str(src), load_external_data=False))
+    qformat, act = fmt_fields(decided["format"])
+    kept = tuple(n for n in decided["float_nodes"] if n not in cfg.exclude_nodes and n not in cfg.only_nodes)
+    cfg = dataclasses.replace(
+        cfg, quant_format=cfg.quant_format or qformat, activation_type=cfg.activation_type or act,  # type: ignore[arg-type]
+        exclude_nodes=cfg.exclude_nodes + kept,
+    )  # fmt: skip
+    return cfg, {"used": True, "measured_on": profile.get("machine"), **decided}

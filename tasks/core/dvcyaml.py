@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from model_compression.config import load
 from tasks.core import codehash
 from tasks.core.pipeline import ORDER, stage
 from tasks.core.project import Project
@@ -48,7 +49,7 @@ def _relative(project: Project, path: Path) -> str | None:
 
 def entry(st: Stage, project: Project, model: str) -> dict[str, Any]:
     """The DVC stage of ``st`` for ``model``."""
-    inputs = [_relative(project, p) for p in st.inputs(project, model).values()]
+    inputs = [_relative(project, p) for p in [*st.inputs(project, model).values(), *st.watches(project, model)]]
     deps = sorted({p for p in inputs if p}) + codehash.files(st.code_set(project, model))
     params = sorted({path for path, _ in st.resolved_params(project, model).values() if path})
     folder = project.stage_dir(model, st.name)
@@ -72,13 +73,28 @@ def entry(st: Stage, project: Project, model: str) -> dict[str, Any]:
     return out
 
 
+def kernels_entry(project: Project) -> dict[str, Any]:
+    """The stage that measures this machine's kernel profile when its file lacks this
+    machine's preset (``always_changed``: the preset is the CPU's, which DVC cannot see; the
+    command is a no-op otherwise, and an unchanged file re-runs nothing downstream)."""
+    kernels_path = load("tasks.pools:kernels_path")  # by name, as the stages are: pools sit above the runner
+    code = codehash.files(codehash.closure(["tasks.pools", "model_compression.quantize.kernels"]))
+    return {
+        "cmd": "python -m tasks kernels",
+        "deps": code,
+        "params": ["kernels"],
+        "outs": [{_relative(project, kernels_path(project)): {"cache": False, "persist": True}}],
+        "always_changed": True,
+    }
+
+
 def document(project: Project) -> dict[str, Any]:
     if project.root != codehash.ROOT:
         raise ValueError(
             f"dvc.yaml lists code files: the project at {project.root} must hold the code it runs "
             f"(this code is at {codehash.ROOT})"
         )
-    stages = {}
+    stages = {"kernels": kernels_entry(project)}
     for model in project.catalogue():
         project.check(model)
         for name in ORDER:

@@ -17,6 +17,7 @@ that looks done.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -100,6 +101,27 @@ class DiskFullError(OSError):
     """The output folder's file system ran out of space."""
 
 
+# Output folders being written right now (``<stage>.partial``): what a cancelled run removes.
+ACTIVE: set[Path] = set()
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS window for this process (Linux: ``/proc/self/clear_refs``)."""
+    with contextlib.suppress(OSError):  # not Linux, or not allowed: the peak then counts from the start
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory since ``reset_peak_rss``, MiB (None off Linux).
+    Process-wide: stages run side by side in one process share it."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+    return None if kb is None else round(kb / 1024, 1)
+
+
 def _none(project: Project, model: str) -> list[str]:
     return []
 
@@ -123,7 +145,10 @@ class Stage:
         code: ``(project, model) -> modules`` its params name through a registry (recipe
             steps); the stage's own module and the kind adapter are always in.
         extra: ``(project, model) -> values`` in the key that params.yaml does not hold,
-            such as this machine's int8 preset.
+            such as this machine's int8 preset and the hash of its kernel profile.
+        watches: ``(project, model) -> paths`` another DVC stage writes, whose content
+            ``extra`` already puts in the key: DVC ``deps`` only, so ``dvc repro`` re-runs
+            the stage when they change (the kernel profile: ``tasks/pools.py``).
         version: bump only for what code hashing cannot see, such as an output format.
         outs: DVC outputs beyond the folder (``None``: the folder), for the report's metrics.
     """
@@ -135,6 +160,7 @@ class Stage:
     uses: Names = _none
     code: Names = _none
     extra: Callable[[Project, str], dict[str, Any]] = _nothing
+    watches: Callable[[Project, str], list[Path]] = lambda p, m: []
     version: int = 1
     outs: dict[str, Any] | None = field(default=None)
 
@@ -195,12 +221,15 @@ class Stage:
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        ACTIVE.add(tmp)
         t0 = time.perf_counter()
         log.info("%s/%s: running", model, self.name)
+        reset_peak_rss()
         try:
             with only(frozenset(self.uses(project, model))):
                 summary = self.body(project, model, tmp)
         except OSError as e:
+            ACTIVE.discard(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
             if e.errno == errno.ENOSPC:
                 raise DiskFullError(
@@ -209,6 +238,7 @@ class Stage:
                 ) from e
             raise
         except BaseException:
+            ACTIVE.discard(tmp)
             shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written output behind
             raise
         record = {
@@ -220,13 +250,16 @@ class Stage:
             "versions": library_versions(),
             "seed": project.seed,
             "threads": project.threads,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "peak_rss_mb": peak_rss_mb(),
             "summary": summary,
         }
         record_path(out).unlink(missing_ok=True)  # no record while the folder is swapped
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
+        ACTIVE.discard(tmp)
         _write_atomic(record_path(out), record)
-        log.info("%s/%s: done in %.1f s", model, self.name, time.perf_counter() - t0)
+        log.info("%s/%s: done in %.1f s, peak RSS %s MiB", model, self.name, record["seconds"], record["peak_rss_mb"])
         return record
 
 

@@ -30,4 +30,3 @@ def adapter(kind: str) -> Kind:
         raise ValueError(f"unknown model kind {kind!r}; known kinds: {sorted(KINDS)}")
     instance: Kind = load(KINDS[kind])()
     return instance
-

@@ -211,6 +211,7 @@ class KindContext:
     def __init__(self, kind: Kind, project: Project, model: str, preset: str, teacher: nn.Module | None) -> None:
         self.kind, self.project, self.model = kind, project, model
         self.preset, self.teacher = preset, teacher
+        self.kernels: dict[str, Any] | None = None  # the pool's kernel profile: tasks/chains.py sets it
         self._calibration: list[dict[str, np.ndarray]] | None = None
 
     def export(self, module: nn.Module, path: Path) -> None:

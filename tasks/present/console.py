@@ -40,6 +40,7 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
         "x smaller",
         "package bytes",
         "x smaller (transfer)",
+        f"package {quality[0]}",
         "entropy bound",
         "coded/bound",
         *quality,
@@ -60,6 +61,7 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
                 f"{m['ratio_vs_fp32']:.2f}",
                 f"{m['package_bytes']:,}",
                 f"{m['transfer_ratio']:.2f}",
+                _package_quality(m, quality[0]),
                 f"{m['entropy_bound_bytes']:,}",
                 f"{m['package_vs_bound']:.4f}",
                 *(f"{m[q]:.4f}" for q in quality),
@@ -72,3 +74,11 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
     for s, reason in project.skipped(model).items():
         body.append([s, *("-" for _ in header[1:-1]), f"skipped: {reason}"])
     return header, body
+
+
+def _package_quality(m: dict[str, Any], headline: str) -> str:
+    """The headline metric of what the package decodes to: the artifact's own when the
+    package is exact; measured on the decoded model otherwise, flagged if it fails."""
+    if m.get("package_exact", True):
+        return "exact"
+    return f"{m['package_quality']:.4f}" + ("" if m.get("package_passed", True) else " (fails tolerance)")

@@ -234,7 +234,7 @@ def render(
     (out / "plots").mkdir(parents=True, exist_ok=True)
     for name, data in figures.items():
         (out / "plots" / f"{name}.png").write_bytes(data)
-    cols = ["size_bytes", "ratio_vs_fp32", "package_bytes", "transfer_ratio", "entropy_bound_bytes"]
+    cols = ["size_bytes", "ratio_vs_fp32", "package_bytes", "transfer_ratio", "package_quality", "entropy_bound_bytes"]
     cols += ["package_vs_bound", *columns, "mdl_bits", "p50_ms"]
     cols += ["speedup_vs_fp32", "load_ms", "model_rss_mb"]
     rows = "".join(

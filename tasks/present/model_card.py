@@ -23,6 +23,9 @@ def render(manifest: dict[str, Any]) -> str:
         first = next(iter(art["latency"].values()))
         pk = art.get("package")
         package = f"{pk['bytes']:,} ({pk['coded_vs_bound']:.4f})" if pk else "n/a"
+        if pk and not pk.get("exact", True):  # float weights at 8 bits: the decoded model's own quality
+            decoded = ", ".join(f"{k} {v:.4f}" for k, v in pk.get("decoded_quality", {}).items() if k != "nll_bits")
+            package += f", decodes to: {decoded}"
         lines.append(
             f"| {name} | {metrics['size_bytes']:,} | {metrics['ratio_vs_fp32']:.2f} | {package} | {drops or 'n/a'} | "
             f"{first['p50_ms']:.2f} | `{art['sha256'][:16]}` |"

@@ -21,7 +21,7 @@ from tasks import chains
 from tasks.core.project import Project
 from tasks.core.skip import skippable
 from tasks.core.stage import Stage, write_json
-from tasks.pools import local_pool, resolve_preset
+from tasks.pools import int8_target, kernel_watch, local_pool, resolve_preset
 
 log = logging.getLogger("pipeline")
 
@@ -78,12 +78,17 @@ def _params(project: Project, model: str) -> list[str]:
     ]
 
 
+def _inputs(p: Project, m: str) -> dict[str, Path]:
+    return {"baseline": p.stage_dir(m, "baseline"), **p.kind(m).data_inputs(p, m)}
+
+
 STAGE = Stage(
     name="recipe",
     body=skippable(_body, "recipe"),
-    inputs=lambda p, m: {"baseline": p.stage_dir(m, "baseline"), **p.kind(m).data_inputs(p, m)},
+    inputs=_inputs,
     params=_params,
     uses=_uses,
     code=lambda p, m: chains.step_modules(*_step_names(p, m)),
-    extra=lambda p, m: {"preset": resolve_preset(local_pool(p))} if p.section(m, "recipe") else {},
+    extra=lambda p, m: int8_target(p) if p.section(m, "recipe") else {},
+    watches=lambda p, m: kernel_watch(p) if p.section(m, "recipe") else [],
 )

@@ -32,9 +32,24 @@ def storage_only(project: Project, model: str, stage: str, speedup: float) -> bo
     return bool(record.get("summary", {}).get("storage_only")) and speedup < STORAGE_ONLY_SPEEDUP
 
 
+def suggest_sparsity(project: Project, model: str) -> str | None:
+    """For a pruned artifact that failed its tolerance: the highest sparsity the recipe
+    search measured to pass on its own (no SVD, int8 or student), or None."""
+    trials_file = project.stage_dir(model, "search") / "trials.json"
+    trials = json.loads(trials_file.read_text()) if trials_file.is_file() else []
+    alone = [t for t in trials if t.get("status") == "passed" and t.get("sparsity", 0) > 0
+             and t.get("energy") == 1 and not t.get("int8") and not t.get("student")]  # fmt: skip
+    if not alone:
+        return None
+    best = max(alone, key=lambda t: (t["sparsity"], -t["trial"]))
+    return f"sparsity {best['sparsity']:g} passed in the search (trial {best['trial']}): set prune.sparsity to it"
+
+
 def artifact_metrics(project: Project, model: str) -> dict[str, Any]:
-    """One entry per artifact: size, package, quality, latency at the first batch size, URI."""
-    rows = {r["artifact"]: r for r in project.read_output(model, "validate", "validation.json")["rows"]}
+    """One entry per artifact: size, package (and the quality of what it decodes to),
+    quality, latency at the first batch size, URI."""
+    validation = project.read_output(model, "validate", "validation.json")
+    rows = {r["artifact"]: r for r in validation["rows"]}
     bench = project.read_output(model, "benchmark", "bench.json")
     published = project.read_output(model, "publish", "published.json")
     packages = project.read_output(model, "package", "package.json")
@@ -42,7 +57,8 @@ def artifact_metrics(project: Project, model: str) -> dict[str, Any]:
     quality = project.kind(model).quality_columns(project, model)
     metrics: dict[str, Any] = {}
     for s, r in rows.items():
-        mdl = description_length_bits(packages[s]["package_bytes"], r)
+        decoded = validation.get("packages", {}).get(s, r)  # an exact package decodes to the artifact itself
+        mdl = description_length_bits(packages[s]["package_bytes"], decoded)
         latency, speedup = bench["results"][s][first], bench["speedup_vs_fp32"][s][first]
         metrics[s] = {
             "size_bytes": r["size_bytes"],
@@ -51,6 +67,9 @@ def artifact_metrics(project: Project, model: str) -> dict[str, Any]:
             "package_bytes": packages[s]["package_bytes"],
             "package_vs_bound": packages[s]["coded_vs_bound"],
             "transfer_ratio": packages[s]["transfer_ratio_vs_fp32_onnx"],
+            "package_exact": bool(packages[s]["exact"]),
+            "package_quality": round(decoded[quality[0]], 4),  # of what the package decodes to
+            "package_passed": bool(decoded["passed"]),
             "mdl_bits": None if mdl is None else round(mdl, 1),
             **{q: round(r[q], 4) for q in quality},
             "p50_ms": round(latency["p50_ms"], 3),
@@ -64,6 +83,10 @@ def artifact_metrics(project: Project, model: str) -> dict[str, Any]:
             "storage_only": storage_only(project, model, s, speedup),
             "uri": published["artifacts"].get(s, ""),
         }
+        if s == "prune" and not r["passed"]:
+            metrics[s]["suggestion"] = (
+                suggest_sparsity(project, model) or "no sparsity the search measured passes alone"
+            )
     return metrics
 
 

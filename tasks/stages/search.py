@@ -49,7 +49,7 @@ from tasks.core.stage import Stage, write_json
 from tasks.evaluation import artifact_row
 from tasks.gates.selection import policy
 from tasks.gates.tolerance import judge, tolerance
-from tasks.pools import local_pool, resolve_preset
+from tasks.pools import int8_target, kernel_watch, local_pool, resolve_preset
 
 log = logging.getLogger("pipeline")
 
@@ -125,7 +125,9 @@ def steps_of(project: Project, model: str, recipe: Recipe) -> list[tuple[str, An
     steps: list[tuple[str, Any]] = []
     if recipe.sparsity > 0:
         cfg = chains.config(project, model, "prune")
-        steps.append(("prune", dataclasses.replace(cfg, sparsity=recipe.sparsity, skip=cfg.skip + recipe.prune_skip)))
+        steps.append(
+            chains.prune_step(dataclasses.replace(cfg, sparsity=recipe.sparsity, skip=cfg.skip + recipe.prune_skip))
+        )
     if recipe.energy < 1:
         cfg = chains.config(project, model, "factorize")
         steps.append(
@@ -329,7 +331,8 @@ STAGE = Stage(
         "model.quantize",
         "model.bench",
     ],
-    uses=lambda p, m: ["load", "export", "calibration", "evaluate"],
-    code=lambda p, m: chains.step_modules("prune", "factorize", "int8"),
-    extra=lambda p, m: {"preset": resolve_preset(local_pool(p))},
+    uses=lambda p, m: ["load", "export", "calibration", "evaluate"],  # calibration: sensitivity, int8
+    code=lambda p, m: chains.step_modules("prune", "prune_sensitive", "factorize", "int8"),
+    extra=lambda p, m: int8_target(p),
+    watches=kernel_watch,
 )

@@ -1,7 +1,9 @@
 """Stage ``validate``: quality of every ONNX artifact against fp32, behind the quality gate.
 
 Each artifact is evaluated on held-out data with its kind's evaluator; its drop against
-the fp32 baseline is checked against ``tolerance`` in params.yaml. Great Expectations
+the fp32 baseline is checked against ``tolerance`` in params.yaml. So is the model each
+inexact transfer package decodes to (``packages`` in validation.json): a package ratio
+is never reported without the quality of exactly those bytes. Great Expectations
 checks the evaluation data, the calibration set and the metrics table first: a failing
 suite stops the stage. An artifact that misses a tolerance is marked failed, with the
 reason, and is not published.
@@ -10,9 +12,11 @@ reason, and is not published.
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from model_compression.info.package import rebuild
 from tasks.core.project import ARTIFACT_STAGES, Project
 from tasks.core.stage import Stage, write_json
 from tasks.evaluation import evaluate_artifacts
@@ -20,6 +24,7 @@ from tasks.gates import expectations
 from tasks.gates.tolerance import judge, model_gates, tolerance
 
 log = logging.getLogger("pipeline")
+PACKAGED = ".mcpk"  # the row of what an inexact transfer package decodes to
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
@@ -30,22 +35,41 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     gates = [getattr(expectations, check.suite)(**check.kwargs, docs=docs)]
     pin = model_gates(project, model).get("calibration_sha256")
     gates.append(expectations.check_calibration_data(kind.calibration(project, model), pin, docs=docs))
-    rows = evaluate_artifacts(project, model, project.artifacts(model))
+    with tempfile.TemporaryDirectory(prefix="decoded-") as tmp:
+        files = {**project.artifacts(model), **decoded_packages(project, model, Path(tmp))}
+        rows = evaluate_artifacts(project, model, files)
     gates.append(expectations.check_metrics(rows, kind.quality_columns(project, model), docs=docs))
     judge(rows, tol)
+    packages = {r["artifact"].removesuffix(PACKAGED): r for r in rows if r["artifact"].endswith(PACKAGED)}
+    rows = [r for r in rows if not r["artifact"].endswith(PACKAGED)]
     for row in rows[1:]:
         if not row["passed"]:
             log.warning("%s/%s will not be published: %s", model, row["artifact"], "; ".join(row["reasons"]))
-    write_json(out / "validation.json", {"rows": rows, "gates": gates, "tolerance": tol})
+    write_json(out / "validation.json", {"rows": rows, "packages": packages, "gates": gates, "tolerance": tol})
     return {
         "passed": [r["artifact"] for r in rows[1:] if r["passed"]],
         "failed": [r["artifact"] for r in rows[1:] if not r["passed"]],
+        "inexact_packages_passed": sorted(name for name, r in packages.items() if r["passed"]),
     }
+
+
+def decoded_packages(project: Project, model: str, folder: Path) -> dict[str, Path]:
+    """``{"<artifact>.mcpk": the ONNX file it decodes to}`` of every inexact package (float
+    weights coded at 8 bits): what a user who fetches the package would actually serve."""
+    table = project.read_output(model, "package", "package.json")
+    out = {}
+    for name, entry in table.items():
+        if not entry["exact"]:
+            out[name + PACKAGED] = rebuild(
+                project.stage_dir(model, "package") / f"{name}.mcpk", folder / f"{name}.onnx"
+            )
+    return out
 
 
 def _inputs(project: Project, model: str) -> dict[str, Path]:
     artifacts = {s: project.stage_dir(model, s) for s in ARTIFACT_STAGES}  # a skipped one is an empty folder
-    return {**artifacts, **project.kind(model).data_inputs(project, model)}
+    packages = {"package": project.stage_dir(model, "package")}
+    return {**artifacts, **packages, **project.kind(model).data_inputs(project, model)}
 
 
 STAGE = Stage(

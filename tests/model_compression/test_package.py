@@ -107,3 +107,47 @@ def test_a_weight_shared_artifact_is_coded_as_codebook_indices_and_rebuilt_exact
     out = rebuild(tmp_path / "k.mcpk", tmp_path / "r.onnx")
     x = {"x": np.random.default_rng(0).standard_normal((2, 256)).astype(np.float32)}
     assert np.array_equal(make_session(out).run(None, x)[0], make_session(src).run(None, x)[0])
+
+
+def test_int32_tensors_spanning_2_to_the_32_round_trip_in_memory_proportional_to_the_tensor(tmp_path: Path):
+    """A static-int8 graph's int32 biases can span about 2^32 (channels with near-zero
+    weights): the package codes them over the values they hold, not a table of the range."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    wide = rng.integers(-(2**31), 2**31 - 1, size=200_000, dtype=np.int64).astype(np.int32)
+    wide[:4] = [-(2**31), 2**31 - 1, 0, 0]
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "bias"], ["y"])],
+        "wide",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.INT32, [200_000])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.INT32, [200_000])],
+        [numpy_helper.from_array(wide, "bias")],
+    )
+    src = tmp_path / "wide.onnx"
+    onnx.save(onnx.helper.make_model(graph), str(src))
+    # in a fresh process, so that its peak RSS is the packing's own: a range-sized table
+    # would need 2^32 counts (32 GiB); 3x the bound below is still far under that
+    code = (
+        "import resource, sys; from model_compression.info.package import pack, verify; "
+        f"pack({str(src)!r}, {str(tmp_path / 'w.mcpk')!r}); verify({str(src)!r}, {str(tmp_path / 'w.mcpk')!r}); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    peak_mib = int(out.stdout.split()[-1]) / 1024
+    assert peak_mib < 3 * 600, f"packing a 0.8 MB int32 tensor peaked at {peak_mib:.0f} MiB"
+    rebuilt = rebuild(tmp_path / "w.mcpk", tmp_path / "r.onnx")
+    back = numpy_helper.to_array(onnx.load(str(rebuilt)).graph.initializer[0])
+    assert back.dtype == np.int32 and np.array_equal(back, wide)
+    _, symbols, scales, _ = unpack(tmp_path / "w.mcpk")
+    assert scales["bias"] == 0.0 and np.array_equal(symbols["bias"], wide)
+
+
+def test_float_packages_are_not_exact_and_integer_ones_are(tmp_path: Path):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src = _onnx(tmp_path / "m.onnx")
+    assert not pack(src, tmp_path / "m.mcpk").exact  # float weights coded at 8 bits
+    quantize_dynamic(str(src), str(tmp_path / "q.onnx"), weight_type=QuantType.QInt8)
+    assert pack(tmp_path / "q.onnx", tmp_path / "q.mcpk").exact

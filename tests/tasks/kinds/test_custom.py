@@ -17,7 +17,8 @@ from tests.byo.sources import entry
 from tests.conftest import make_project
 
 UP_TO_VALIDATE = (
-    "zoo", "fetch", "baseline", "score", "prune", "quantize", "factorize", "distill", "recipe", "search", "validate"
+    "zoo", "fetch", "baseline", "score", "prune", "quantize", "factorize", "distill", "recipe", "search", "package",
+    "validate"
 )  # fmt: skip
 
 
@@ -342,7 +343,8 @@ def test_a_minimal_entry_runs_what_needs_nothing_more_and_says_why_the_rest_did_
     minimal["arch"] = {"input": full["arch"]["input"]}  # the format comes from the file's suffix
     root = _project(tmp_path / "p", {"digits": minimal}, defaults=REPO_DEFAULTS)
     out = _run(root, "digits")
-    assert out["prune"]["sparsity"] == pytest.approx(REPO_DEFAULTS["prune"]["sparsity"], abs=0.01)
+    assert REPO_DEFAULTS["prune"]["sparsity"] <= out["prune"]["sparsity"] < 0.7  # sensitivity-allocated, >= target
+    assert out["prune"]["sparsity_by_layer"]
     assert out["quantize"]["mode"] == REPO_DEFAULTS["quantize"]["mode"] and out["factorize"]["layers_factorized"] >= 1
     assert "student architecture" in out["distill"]["skipped"]
     assert out["search"]["skipped"] == "not requested (defaults.search is null in params.yaml)"

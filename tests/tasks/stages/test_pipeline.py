@@ -40,8 +40,17 @@ def test_cnn_stages_produce_measured_artifacts(tiny_built: Path):
         assert pk["entropy_bound_bytes"] == rows[name]["entropy_bound_bytes"] and 1.0 <= pk["coded_vs_bound"] < 1.2
         assert pk["package_bytes"] == (p.stage_dir("tiny-cnn", "package") / f"{name}.mcpk").stat().st_size
     assert packages["prune"]["package_bytes"] < 0.8 * packages["baseline"]["package_bytes"]
+    # float weights coded at 8 bits decode to another model: evaluated on its own, beside its ratio
+    inexact = {n for n, pk in packages.items() if not pk["exact"]}
+    assert inexact == {"baseline", "prune", "factorize", "distill"}  # int8 and k-means packages are exact
+    validation = json.loads((p.stage_dir("tiny-cnn", "validate") / "validation.json").read_text())
+    assert set(validation["packages"]) == inexact
+    decoded = validation["packages"]["baseline"]
+    assert decoded["artifact"] == "baseline.mcpk" and abs(decoded["accuracy"] - rows["baseline"]["accuracy"]) < 0.02
     metrics = json.loads((p.stage_dir("tiny-cnn", "report") / "metrics.json").read_text())
     assert metrics["quantize"]["uri"].startswith("s3://")
+    assert metrics["quantize"]["package_exact"] and not metrics["prune"]["package_exact"]
+    assert metrics["prune"]["package_quality"] == round(validation["packages"]["prune"]["accuracy"], 4)
     assert metrics["baseline"]["p50_ms"] > 0
     selected = json.loads((p.stage_dir("tiny-cnn", "report") / "selection.json").read_text())
     smallest = min((m["size_bytes"], s) for s, m in metrics.items() if s != "baseline" and m["uri"])[1]

@@ -127,3 +127,20 @@ def test_losing_the_manifest_race_is_a_no_op_not_an_overwrite(tiny_built: Path, 
     client, st = client_of(tiny_built)
     versions = client.list_object_versions(Bucket=st.publish_bucket, Prefix=f"tiny-cnn/{version}/local/manifest.json")
     assert len(versions.get("Versions", [])) == 1
+
+
+def test_a_cancelled_publish_deletes_what_it_uploaded(s3_server, tiny_project: Path):
+    from tasks import publishing
+
+    p = Project.at(tiny_project)
+    st = s3io.S3Settings.from_project(p)
+    client = s3io.client(st)
+    s3io.ensure_buckets(client, st, [st.publish_bucket])
+    prefix = "tiny-cnn/0123456789abcdef/local"
+    for key in ("quantize/model.onnx", "quantize/model.mcpk", "gx_docs/metrics-table/index.html"):
+        s3io.put_bytes(client, st, st.publish_bucket, f"{prefix}/{key}", b"uploaded before the manifest")
+    s3io.put_bytes(client, st, st.publish_bucket, "tiny-cnn/other/local/manifest.json", b"{}")  # someone else's
+    publishing.IN_FLIGHT.add((client, st, st.publish_bucket, prefix))
+    assert publishing.discard_in_flight() == [f"s3://{st.publish_bucket}/{prefix}"]
+    assert s3io.list_keys(client, st, st.publish_bucket, prefix) == [] and not publishing.IN_FLIGHT
+    assert s3io.list_keys(client, st, st.publish_bucket, "tiny-cnn/other/") == ["tiny-cnn/other/local/manifest.json"]

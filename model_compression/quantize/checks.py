@@ -64,7 +64,7 @@ def _output_axis(node: onnx.NodeProto) -> int:
 
 def zero_dead_channels(src: str | Path, dst: str | Path, eps: float = 1e-6) -> dict[str, list[int]]:
     """Write ``src`` to ``dst`` with every output channel whose weights are all below ``eps``
-    in magnitude set exactly to zero; returns ``{weight: [channels zeroed]}`` (empty: the
+    in magnitude set exactly to zero; returns ``{node: [channels zeroed]}`` (empty: the
     weights are untouched)."""
     model = onnx.load(str(src))
     inits = {i.name: i for i in model.graph.initializer}
@@ -82,7 +82,7 @@ def zero_dead_channels(src: str | Path, dst: str | Path, eps: float = 1e-6) -> d
         if dead.size:
             np.moveaxis(w, axis, 0)[dead] = 0.0
             init.CopyFrom(numpy_helper.from_array(w, init.name))
-            zeroed[init.name] = dead.tolist()
+            zeroed[node.name or init.name] = dead.tolist()
     onnx.save(model, str(dst))
     return zeroed
 

@@ -14,13 +14,16 @@ export TQDM_DISABLE := 1
 export PREFECT_LOGGING_EXTRA_LOGGERS := pipeline
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW := ignore
 
+# A model another run is compressing (cron and a manual trigger overlap): wait for it, or skip it
+ON_BUSY ?= wait
+
 .PHONY: setup nightly test lint repro push pull
 
 setup:
 	@scripts/bootstrap.sh
 
 nightly: setup  ## run the nightly flow once on the embedded default (ephemeral Prefect, local S3); MODELS="a b" picks models
-	$(BIN)/python -m flows.nightly $(MODELS)
+	$(BIN)/python -m flows.nightly --on-busy $(ON_BUSY) $(MODELS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -5,15 +5,17 @@ The flow's main thread only waits on its task runs, so it takes a signal at once
 a stage computes in a worker thread. The handler then, in order:
 
 1. deletes what a publish still uploading has written (no version without a manifest);
-2. removes the ``<stage>.partial/`` folders of stages still running (a stage's previous
+2. removes the ``<stage>.partial-*/`` folders of stages still running (a stage's previous
    output and record are untouched: they only move when a stage completes);
-3. stops the embedded SeaweedFS this process started, and Prefect's ephemeral API;
+3. releases the models' leases, leaves the embedded SeaweedFS (stopping it unless another
+   run still uses it), and stops Prefect's ephemeral API;
 
 and exits with 128 + the signal number, without waiting for the worker threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -21,11 +23,12 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 
 from tasks.core import stage
 from tasks.publishing import discard_in_flight
-from tasks.storage import seaweed
+from tasks.storage import lease, seaweed
 
 log = logging.getLogger("pipeline")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -68,9 +71,38 @@ def cleanup() -> None:
     for folder in list(stage.ACTIVE):
         shutil.rmtree(folder, ignore_errors=True)
         log.warning("removed the unfinished output %s", folder)
+    for held in list(lease.HELD):
+        held.release()  # the next run need not wait for it to expire
+    seaweed.leave_all()  # stops the embedded SeaweedFS if no other run uses it
     for server in list(seaweed.RUNNING):
         server.stop()
     _stop_prefect_api()
+
+
+API_MARK = b"prefect.server.api.server:create_app"
+
+
+def reap_orphaned_api(prefect_home: str | None = None) -> list[int]:
+    """Stop the ephemeral Prefect APIs left by runs that were SIGKILLed: a ``uvicorn`` of
+    Prefect's app whose parent is gone (re-parented to pid 1) and whose ``PREFECT_HOME`` is
+    this one (default: the environment's). Returns their pids. No signal handler runs on
+    SIGKILL, so the next run is what cleans up after it."""
+    home = (prefect_home or os.environ.get("PREFECT_HOME") or "").encode()
+    reaped = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if API_MARK not in (proc / "cmdline").read_bytes():
+                continue
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        if ppid == 1 and b"PREFECT_HOME=" + home in env:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGTERM)
+            reaped.append(int(proc.name))
+            log.warning("stopped an orphaned ephemeral Prefect API (pid %s) left by a killed run", proc.name)
+    return reaped
 
 
 def _stop_prefect_api() -> None:

@@ -9,9 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from tasks.core import dvcyaml
+from tasks.core import dvcyaml, faults
 from tasks.core.pipeline import ORDER
 from tasks.core.project import Project
 
@@ -21,6 +22,24 @@ log = logging.getLogger("pipeline")
 def dvc_executable() -> str:
     local = Path(sys.executable).with_name("dvc")
     return str(local) if local.is_file() else (shutil.which("dvc") or "dvc")
+
+
+LOCK_WAIT_S = 300.0  # another run's dvc commit or repro holds the repository's lock at most this long
+
+
+def _commit(root: Path, env: dict[str, str], targets: list[str]) -> subprocess.CompletedProcess[str]:
+    """``dvc commit -f``, waiting with a bounded retry while another DVC process holds the
+    repository's lock (an overlapping run's own commit): a finished run must not fail on it."""
+    deadline, delay = time.monotonic() + LOCK_WAIT_S, 1.0
+    while True:
+        out = subprocess.run([dvc_executable(), "commit", "-f", *targets], cwd=root, env=env, capture_output=True,
+                             text=True)  # fmt: skip
+        locked = "Unable to acquire lock" in out.stderr + out.stdout
+        if out.returncode == 0 or not locked or time.monotonic() > deadline:
+            return out
+        log.info("dvc commit: the repository is locked by another DVC process; retrying in %.0f s", delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 15.0)
 
 
 def commit(root: str | Path = ".", models: list[str] | None = None) -> bool:
@@ -37,9 +56,8 @@ def commit(root: str | Path = ".", models: list[str] | None = None) -> bool:
     if dvcyaml.write(Project.at(root)):
         log.info("dvc.yaml rewritten from the stage declarations")
     targets = [dvcyaml.dvc_name(stage, m) for m in models for stage in ORDER] if models is not None else []
-    out = subprocess.run(
-        [dvc_executable(), "commit", "-f", *targets], cwd=root, env=env, capture_output=True, text=True
-    )
+    faults.point("dvc-commit")
+    out = _commit(root, env, targets)
     if out.returncode != 0:
         detail = (out.stderr.strip() or out.stdout.strip())[-2000:]
         raise RuntimeError(f"dvc commit {' '.join(targets)} failed in {root} (exit {out.returncode}): {detail}")

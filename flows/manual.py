@@ -8,7 +8,7 @@ technique settings stay in params.yaml, the single source a rebuild reads.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +35,11 @@ class ManualRun(BaseModel):
         description="Upload the artifacts that pass to S3 and serve the pools. Off: a dry run that stops "
         "after the benchmark, uploads nothing and leaves dvc.lock alone.",
     )
+    on_busy: Literal["wait", "skip"] = Field(
+        default="wait",
+        description="When another run is compressing one of these models (the nightly, say): wait for it, "
+        "or skip the model at once. Either way the log names the run holding it.",
+    )
     root: str = Field(
         default=".",
         description="The project checkout holding params.yaml, relative to the worker's working directory.",
@@ -44,4 +49,5 @@ class ManualRun(BaseModel):
 @flow(name="manual-compression", log_prints=True)
 def manual(request: ManualRun = ManualRun()) -> dict[str, Any]:  # noqa: B008  # frozen: a safe default
     """Compress the chosen models for the chosen pools, as the nightly run would."""
-    return nightly(request.models or None, request.root, request.pools or None, publish=request.publish)
+    return nightly(request.models or None, request.root, request.pools or None, publish=request.publish,
+                   on_busy=request.on_busy)  # fmt: skip

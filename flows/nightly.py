@@ -19,6 +19,7 @@ from tasks.core.project import Project
 from tasks.pools import profile_kernels, targets
 from tasks.present.console import table
 from tasks.storage import s3 as s3io
+from tasks.storage.lease import LeaseBusy
 
 
 def task_runner(workers: int) -> Any:
@@ -75,13 +76,17 @@ def nightly(
     pools: list[str] | None = None,
     workers: int = 1,
     publish: bool = True,
+    on_busy: str = "wait",
 ) -> dict[str, Any]:
     """Compress ``models`` (default: the whole catalogue in params.yaml) for hardware
     ``pools`` (default: ``targets`` in params.yaml). This machine's pool is always served
     by the stages; each other pool is benchmarked on its own workers. ``workers`` > 1
     spreads the models over a local Dask cluster (latencies measured meanwhile share
     the CPU: keep 1 for benchmark numbers you publish). ``publish=False`` is a dry run:
-    it stops after the benchmark and leaves S3 and dvc.lock alone."""
+    it stops after the benchmark and leaves S3 and dvc.lock alone. A model another run is
+    compressing (its lease on S3: ``tasks/storage/lease.py``) is waited for
+    (``on_busy="wait"``, the default: cron and a manual trigger both finish) or skipped
+    (``"skip"``, reported as such); the log names the run that holds it."""
     project = Project.at(root)
     chosen = models or project.catalogue()
     for m in chosen:
@@ -93,12 +98,15 @@ def nightly(
             logger.info("measured the kernel profile of this machine's preset: int8 stages re-run on it")
         logger.info("compressing %s on %d worker(s)", ", ".join(chosen), workers)
         with task_runner(workers) as runner:
-            args = {"root": root, "remote_pools": remote, "publish": publish}
+            args = {"root": root, "remote_pools": remote, "publish": publish, "on_busy": on_busy}
             futures = {m: runner.submit(compress_model, parameters={"model": m, **args}) for m in chosen}
-            results, failed = {}, {}
+            results, failed, deferred = {}, {}, {}
             for m, f in futures.items():
                 try:
                     results[m] = f.result()
+                except LeaseBusy as e:  # on_busy="skip": another run has it; not a failure
+                    logger.warning("%s deferred: %s", m, e)
+                    deferred[m] = str(e)
                 except Exception as e:  # one model's failure never stops the batch
                     failed[m] = e
                     logger.error("%s failed: %s", m, e)
@@ -107,7 +115,7 @@ def nightly(
     if failed:
         reasons = "; ".join(f"{m}: {e}" for m, e in failed.items())
         raise ModelsFailed(f"{len(failed)} of {len(chosen)} model(s) failed ({reasons}); the others are done")
-    return results
+    return {**results, **{m: {"deferred": why} for m, why in deferred.items()}}
 
 
 def print_tables(project: Project, models: list[str]) -> None:
@@ -125,12 +133,23 @@ def print_tables(project: Project, models: list[str]) -> None:
         console.print(t)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """``python -m flows.nightly [--on-busy wait|skip] [MODEL ...]`` (``make nightly``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m flows.nightly")
+    parser.add_argument("models", nargs="*", help="catalogue models (default: the whole catalogue)")
+    parser.add_argument("--on-busy", choices=["wait", "skip"], default="wait",
+                        help="a model another run is compressing: wait for it (default) or skip it")  # fmt: skip
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logs.setup()
-    models = sys.argv[1:] or None
+    cancel.reap_orphaned_api()  # before this run starts its own ephemeral API
     project = Project.at(".")
-    nightly(models)
-    print_tables(project, models or project.catalogue())
+    done = nightly(args.models or None, on_busy=args.on_busy)
+    for m, result in done.items():
+        if "deferred" in result:
+            print(f"{m}: deferred, {result['deferred']}")
+    print_tables(project, [m for m, result in done.items() if "deferred" not in result])
 
 
 if __name__ == "__main__":

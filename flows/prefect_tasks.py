@@ -27,6 +27,8 @@ from tasks.core import parallel, runtime
 from tasks.core.pipeline import ORDER, stages
 from tasks.core.project import Project
 from tasks.core.stage import Stage
+from tasks.storage import lease
+from tasks.storage import s3 as s3io
 
 IO_STAGES = {"zoo", "fetch", "publish"}
 
@@ -105,12 +107,22 @@ serve_pool = task(pool_serve.serve_pool, name="serve-pool", task_run_name="serve
 
 
 def _compress(
-    model: str, root: str = ".", remote_pools: list[str] | None = None, publish: bool = True
+    model: str, root: str = ".", remote_pools: list[str] | None = None, publish: bool = True, on_busy: str = "wait"
 ) -> dict[str, Any]:
-    """One model end to end: every stage in order (nested task runs, so each is cached
-    and shown on its own), then each remote pool, then the UI artifacts. A task rather
-    than a subflow so that a task runner, Dask included, can run models side by side.
-    ``publish=False`` stops after the benchmark: nothing is uploaded, no pool is served."""
+    """One model end to end, holding the model's lease on S3 (``on_busy``: wait for
+    another run that holds it, or raise ``LeaseBusy`` at once): every stage in order
+    (nested task runs, so each is cached and shown on its own), then each remote pool,
+    then the UI artifacts. A task rather than a subflow so that a task runner, Dask
+    included, can run models side by side. ``publish=False`` stops after the benchmark:
+    nothing is uploaded, no pool is served."""
+    with (
+        s3io.available(Project.at(root)) as (s3, settings),
+        lease.held(s3, settings, model, _current_flow_run() or "", on_busy),
+    ):
+        return _stages(model, root, remote_pools, publish)
+
+
+def _stages(model: str, root: str, remote_pools: list[str] | None, publish: bool) -> dict[str, Any]:
     order = ORDER if publish else ORDER[: ORDER.index("publish")]
     records: dict[str, Any] = {name: TASKS[name](model, root) for name in order}
     records["pools"] = {p: serve_pool(model, p, root) for p in remote_pools or []} if publish else {}

@@ -29,7 +29,7 @@ from typing import Any
 
 from model_compression.hashing import sha256_file, sha256_json
 from model_compression.search.pareto import pareto_points
-from tasks.core import runtime
+from tasks.core import faults, runtime
 from tasks.core.project import Project
 from tasks.core.stage import library_versions
 from tasks.gates import regression, release
@@ -144,6 +144,7 @@ def publish_artifacts(
         else:
             _upload_version(rel, s3, settings)
         pointer = {"version": version, "manifest": f"{rel.prefix}/{MANIFEST}"}
+        faults.point("latest")
         s3io.put_bytes(s3, settings, bucket, f"{model}/{spec.name}/latest.json", json.dumps(pointer).encode())
     return {"version": version, "pool": spec.name, "artifacts": {s: _uri(bucket, rel.prefix, s) for s in passed}}
 
@@ -170,12 +171,14 @@ def _upload_version(rel: Release, s3: Any, settings: s3io.S3Settings) -> None:
             s3io.put_bytes(s3, settings, bucket, f"{rel.prefix}/gx_docs/{name}", data)
         for s in rel.passed:
             _upload_verified(s3, settings, rel.files[s], bucket, f"{rel.prefix}/{s}/model.onnx", rel.hashes[s])
+            faults.point("upload")
             if s in packages:  # the entropy-coded transfer package of the same artifact
                 pk = packages[s]
                 _upload_verified(s3, settings, pk["path"], bucket, f"{rel.prefix}/{s}/model.mcpk", pk["sha256"])
         manifest = _manifest(rel, bucket, regression_record, packages, released["summary"])
         s3io.put_bytes(s3, settings, bucket, f"{rel.prefix}/README.md", model_card.render(manifest).encode())
         body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+        faults.point("manifest")
         if s3io.put_if_absent(s3, settings, bucket, f"{rel.prefix}/{MANIFEST}", body):
             log.info("%s: published version %s for pool %s (%d artifacts)", model, rel.version, rel.spec.name,
                      len(rel.passed))  # fmt: skip
@@ -373,3 +376,26 @@ def fetch_published(
                 target.unlink()
                 raise ValueError(f"sha256 of {model}/{version}/{name} does not match its manifest")
     return manifest
+
+
+def audit(s3: Any, settings: s3io.S3Settings, model: str) -> dict[str, Any]:
+    """What S3 holds for ``model``, checked: every ``latest.json`` names a version whose
+    manifest exists, and every object a manifest lists is there with its sha256. Version
+    prefixes without a manifest (a killed upload) are listed as ``incomplete``: never
+    referenced, so harmless, and overwritten when that version is published again.
+    Returns ``{"problems": [...], "versions": [...], "incomplete": [...]}``."""
+    bucket, problems = settings.publish_bucket, []
+    keys = s3io.list_keys(s3, settings, bucket, f"{model}/")
+    manifests = {k.rsplit("/", 1)[0]: k for k in keys if k.endswith(f"/{MANIFEST}")}
+    for pointer_key in (k for k in keys if k.endswith("/latest.json")):
+        pointer = json.loads(s3io.get_bytes(s3, settings, bucket, pointer_key) or b"{}")
+        if pointer.get("manifest") not in manifests.values():
+            problems.append(f"{pointer_key} names {pointer.get('manifest')}, which has no manifest")
+    for prefix, key in sorted(manifests.items()):
+        for name, art in json.loads(s3io.get_bytes(s3, settings, bucket, key) or b"{}").get("artifacts", {}).items():
+            data = s3io.get_bytes(s3, settings, bucket, f"{prefix}/{name}/model.onnx")
+            if data is None or hashlib.sha256(data).hexdigest() != art.get("sha256"):
+                problems.append(f"{prefix}/{name}/model.onnx is missing or fails its sha256")
+    prefixes = {"/".join(k.split("/")[:3]) for k in keys if k.count("/") >= 3}  # <model>/<version>/<pool>
+    incomplete = sorted(p for p in prefixes if p not in manifests)
+    return {"problems": problems, "versions": sorted(manifests), "incomplete": incomplete}

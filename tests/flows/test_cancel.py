@@ -42,12 +42,12 @@ def test_sigterm_mid_stage_stops_promptly_and_leaves_nothing_half_done(
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115  # closed below
     proc = subprocess.Popen([sys.executable, "-m", "flows.nightly", "tiny-cnn"], cwd=root, env=env, stdout=log,
                             stderr=subprocess.STDOUT)  # fmt: skip
-    partial = root / "data/tiny-cnn/baseline.partial"
     deadline = time.monotonic() + 300
-    while not partial.exists():
+    while not (partials := list((root / "data/tiny-cnn").glob("baseline.partial-*"))):
         assert proc.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "the baseline never started"
         time.sleep(0.2)
+    partial = partials[0]
     assert _alive(str(root / "data/.s3")), "the run should have started its own SeaweedFS"
     time.sleep(1.0)  # well inside the training
     t0 = time.monotonic()
@@ -59,7 +59,7 @@ def test_sigterm_mid_stage_stops_promptly_and_leaves_nothing_half_done(
     assert code == 128 + signal.SIGTERM, text[-3000:]
     assert "SIGTERM received" in text and f"removed the unfinished output {partial}" in text
     assert elapsed < 30
-    assert not list(root.glob("data/**/*.partial")) and not (root / "data/tiny-cnn/baseline").exists()
+    assert not list(root.glob("data/**/*.partial*")) and not (root / "data/tiny-cnn/baseline").exists()
     assert not _alive(str(root / "data/.s3")), "the embedded SeaweedFS outlived the run"
     assert (root / "data/tiny-cnn/fetch.record.json").is_file()  # what finished before the signal stays
     assert yaml.safe_load((root / "params.yaml").read_text()) == params

@@ -1,0 +1,88 @@
+"""Three seeded kills, as a machine losing power would stop a run: during quantize, during
+the upload of a version, and just before its manifest. After each, S3 holds nothing a
+reader could take for a complete publish, and a rerun converges on the undisturbed
+artifacts, byte for byte. (The long soak, with random kills and a killed S3 server, is
+``bench/chaos.py``.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model_compression.hashing import sha256_file
+from tasks.core import faults
+from tasks.core.pipeline import stage
+from tasks.core.project import Project
+from tasks.publishing import audit
+from tasks.storage import s3 as s3io
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+MODEL = "tiny-cnn"
+
+
+def _run(root: Path, name: str, kill: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+    env["PYTHONPATH"] = str(REPO)
+    if kill:
+        env[faults.ENV] = kill
+    cmd = [sys.executable, "-m", "tasks", name, MODEL, "--root", str(root)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _artifacts(root: Path) -> dict[str, str]:
+    return {p.parent.name: sha256_file(p) for p in sorted((root / "data" / MODEL).glob("*/model.onnx"))}
+
+
+def _forget(root: Path, name: str) -> None:
+    shutil.rmtree(root / "data" / MODEL / name)
+    (root / "data" / MODEL / f"{name}.record.json").unlink()
+
+
+def _s3(root: Path):
+    settings = s3io.S3Settings.from_project(Project.at(root))
+    return s3io.client(settings), settings
+
+
+def _unpublish(root: Path) -> None:
+    """Empty the model's published versions, so the next publish uploads for real."""
+    s3, settings = _s3(root)
+    for key in s3io.list_keys(s3, settings, settings.publish_bucket, f"{MODEL}/"):
+        s3.delete_object(Bucket=settings.publish_bucket, Key=key)
+
+
+def test_seeded_kills_leave_s3_consistent_and_reruns_converge(tiny_built: Path):
+    root = tiny_built
+    published = stage("publish").run(MODEL, str(root))["summary"]  # the undisturbed run
+    reference, s3_settings = _artifacts(root), _s3(root)
+    assert published["version"] and audit(*s3_settings, MODEL)["problems"] == []
+
+    _forget(root, "quantize")
+    killed = _run(root, "quantize", kill="quantize:built")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (root / "data" / MODEL / "quantize").exists()  # no output that looks done
+    assert list((root / "data" / MODEL).glob("quantize.partial-*"))  # what the killed run left
+    assert _run(root, "quantize").returncode == 0
+    assert not list((root / "data" / MODEL).glob("quantize.partial-*"))  # its leftovers removed
+    assert _artifacts(root) == reference
+
+    for point in ("upload", "manifest"):
+        _unpublish(root)
+        _forget(root, "publish")
+        killed = _run(root, "publish", kill=point)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        state = audit(*s3_settings, MODEL)
+        assert state["problems"] == [] and state["versions"] == []  # nothing a reader could take as published
+        assert state["incomplete"] == [f"{MODEL}/{published['version']}/local"]
+        rerun = _run(root, "publish")
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        state = audit(*s3_settings, MODEL)
+        assert state["problems"] == [] and state["incomplete"] == []
+        assert state["versions"] == [f"{MODEL}/{published['version']}/local"]
+    assert _artifacts(root) == reference

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,32 @@ def test_seeded_kills_leave_s3_consistent_and_reruns_converge(tiny_built: Path):
         assert state["problems"] == [] and state["incomplete"] == []
         assert state["versions"] == [f"{MODEL}/{published['version']}/local"]
     assert _artifacts(root) == reference
+
+
+def _nightly(root: Path, home: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != faults.ENV}
+    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.update(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120", PREFECT_LOGGING_EXTRA_LOGGERS="pipeline")
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "flows.nightly", MODEL], cwd=root, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def test_two_nightly_runs_on_one_checkout_take_turns_and_build_the_same_bytes(tiny_built: Path, tmp_path: Path):
+    root, home = tiny_built, tmp_path / "prefect"  # one checkout, one PREFECT_HOME: as two `make nightly`
+    reference = _artifacts(root)
+    _forget(root, "quantize")  # the first run has real work to do while the second arrives
+    runs = [_nightly(root, home, tmp_path / "run0.log")]
+    deadline = time.monotonic() + 300
+    while f"took the lease on {MODEL}" not in (tmp_path / "run0.log").read_text():
+        assert runs[0].poll() is None and time.monotonic() < deadline, (tmp_path / "run0.log").read_text()[-3000:]
+        time.sleep(0.2)
+    runs.append(_nightly(root, home, tmp_path / "run1.log"))
+    codes = [p.wait(timeout=900) for p in runs]
+    logs = [(tmp_path / f"run{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], "\n\n".join(t[-3000:] for t in logs)
+    waited = [t for t in logs if f"{MODEL} is being compressed by run" in t and "waiting (on_busy=wait)" in t]
+    assert len(waited) == 1 and waited[0] is logs[1]  # the second said whom it waited for, then took its turn
+    assert _artifacts(root) == reference and not list(root.glob("data/**/*.partial-*"))
+    state = audit(*_s3(root), MODEL)
+    assert state["problems"] == [] and len(state["versions"]) == 1 and state["incomplete"] == []

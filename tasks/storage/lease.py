@@ -210,8 +210,7 @@ def held(
                 log.warning("%s is being compressed by %s: waiting (on_busy=wait)", model, holder.describe())
                 told = holder.run
             time.sleep(poll_s)
-    if told:
-        log.info("%s: the other run is done; this run takes the lease", model)
+    log.info("took the lease on %s as %s%s", model, mine.run, " (the other run is done)" if told else "")
     lease = Lease(s3, bucket, key, mine, etag, ttl_s)
     try:
         yield lease

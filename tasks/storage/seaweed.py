@@ -195,10 +195,22 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def _locked(data_dir: Path) -> Iterator[None]:
+def _locked(data_dir: Path, timeout_s: float | None = None) -> Iterator[None]:
+    """The registry's lock (released when the file closes, also if this process dies).
+    With ``timeout_s``, go on without it after that long: a signal handler must not wait
+    on a lock its own interrupted thread may hold."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "server.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline else 0))
+                break
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() > deadline:
+                    log.warning("the embedded S3 registry stayed locked; leaving it without the lock")
+                    break
+                time.sleep(0.05)
         yield
 
 
@@ -270,12 +282,12 @@ def _join(data_dir: Path, port: int) -> str | None:
         return token
 
 
-def leave(token: str) -> None:
+def leave(token: str, lock_timeout_s: float | None = None) -> None:
     """Drop this run's registration; the last owner to leave stops the server."""
     data_dir = JOINED.pop(token, None)
     if data_dir is None:
         return
-    with _locked(data_dir):
+    with _locked(data_dir, lock_timeout_s):
         (data_dir / "owners" / token).unlink(missing_ok=True)
         if not live_owners(data_dir):
             _stop_recorded(data_dir)
@@ -284,7 +296,7 @@ def leave(token: str) -> None:
 def leave_all() -> None:
     """Leave every server this process joined (a cancelled run)."""
     for token in list(JOINED):
-        leave(token)
+        leave(token, lock_timeout_s=3.0)
 
 
 # Registrations of this process: owner token -> the server's data folder.

@@ -20,6 +20,7 @@ committed file is not what the declarations give.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,13 @@ def dvc_name(stage_name: str, model: str) -> str:
 
 
 def _relative(project: Project, path: Path) -> str | None:
+    resolved = path.resolve()
+    if resolved.is_relative_to(Path(sys.prefix).resolve()):
+        return None  # a wheel's data in the environment (a fresh clone keeps .venv inside the project)
     try:
-        return path.resolve().relative_to(project.root).as_posix()
+        return resolved.relative_to(project.root).as_posix()
     except ValueError:
-        return None  # outside the project (a wheel's data, a system dataset): hashed in the key only
+        return None  # outside the project (a system dataset): hashed in the key only
 
 
 def entry(st: Stage, project: Project, model: str) -> dict[str, Any]:

@@ -243,19 +243,27 @@ def _is_our_weed(pid: int, data_dir: Path) -> bool:
     return bool(cmd) and Path(cmd[0].decode()).name == "weed" and f"-dir={data_dir}".encode() in cmd
 
 
+def _gone(pid: int, port: int, data_dir: Path) -> bool:
+    """The server's process has exited (or is a zombie) and its S3 port is closed."""
+    return (not _alive(pid) or not _is_our_weed(pid, data_dir)) and not port_open("127.0.0.1", port)
+
+
 def _stop_recorded(data_dir: Path) -> None:
+    """Stop the recorded server: SIGTERM to its process group, SIGKILL after 15 s, and
+    return only once it is gone and its port closed (``weed mini`` shuts its servers down
+    one by one, and a loaded machine takes seconds)."""
     rec = _recorded(data_dir)
     if rec and _is_our_weed(rec["pid"], data_dir):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(rec["pid"], signal.SIGTERM)
-        for _ in range(150):
-            if not _alive(rec["pid"]) or not _is_our_weed(rec["pid"], data_dir):
-                break
-            time.sleep(0.1)
-        else:
+        pid, port = rec["pid"], rec.get("port", 0)
+        for sig, wait_s in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(rec["pid"], signal.SIGKILL)
-        log.info("stopped the embedded S3 (SeaweedFS, pid %d): no run uses it any more", rec["pid"])
+                os.killpg(pid, sig)
+            deadline = time.monotonic() + wait_s
+            while not _gone(pid, port, data_dir) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _gone(pid, port, data_dir):
+                break
+        log.info("stopped the embedded S3 (SeaweedFS, pid %d): no run uses it any more", pid)
     (data_dir / "server.json").unlink(missing_ok=True)
 
 

@@ -160,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     for i, moment in enumerate(schedule, 1):
         row = one_round(root, args.model, moment, rng, work, i)
         state = _s3_state(project, args.model)
-        row["converged"] = _artifacts(root, args.model) == reference and state["versions"] == ref_s3["versions"]
+        now = _artifacts(root, args.model)
+        row["converged"] = now == reference and state["versions"] == ref_s3["versions"]
+        row["diverged"] = {  # what differs, for a round that did not converge
+            "artifacts": sorted(k for k in set(now) | set(reference) if now.get(k) != reference.get(k)),
+            "versions": state["versions"] if state["versions"] != ref_s3["versions"] else [],
+        }
         row["final_problems"] = state["problems"]
         rows.append(row)
         print(f"| {i} | {moment} | {row['killed']} | {row['exit']} | {len(row['after_kill_problems'])} | "

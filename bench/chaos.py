@@ -4,7 +4,9 @@ converges on the undisturbed artifacts.
     python -m bench.chaos MODEL [--kills 20] [--seed 0] [--root .]
 
 Run it on a project where ``make nightly MODELS=MODEL`` has completed once: that run's
-stage outputs and published version are the reference. Each round picks, from the seed:
+stage outputs and published version are the reference. Give the project an S3 endpoint
+no other checkout on the machine uses (``s3.endpoint_url``): two checkouts with the
+default ``127.0.0.1:8333`` share whichever embedded server is up. Each round picks, from the seed:
 
 - a **moment**: a failpoint (``tasks/core/faults.py``: during training = ``baseline:built``,
   ``quantize:built``, ``package:built``, ``upload``, ``manifest``, ``latest``,
@@ -88,8 +90,10 @@ def _kill_s3_when_publishing(proc: subprocess.Popen[bytes], root: Path, log: Pat
     deadline = time.monotonic() + budget_s
     while proc.poll() is None and time.monotonic() < deadline:
         if "/publish: running" in log.read_text(errors="replace"):
-            rec = json.loads((root / "data" / ".s3" / "server.json").read_text())
-            os.killpg(rec["pid"], signal.SIGKILL)
+            record = root / "data" / ".s3" / "server.json"
+            if not record.is_file():  # S3 here is not this checkout's embedded server: nothing of ours to kill
+                return False
+            os.killpg(json.loads(record.read_text())["pid"], signal.SIGKILL)
             return True
         time.sleep(0.1)
     return False

@@ -173,5 +173,5 @@ def test_a_stage_change_reruns_the_stage_and_what_reads_its_outputs(repo):
     sh(root, "dvc", "repro", "report.tiny-cnn")  # DVC this time (the flow took the previous change), one model
     after = records(root)
     reran = {name for name in before if before[name]["key"] != after[name]["key"]}
-    assert reran == {f"{s}.tiny-cnn" for s in ("package", "publish", "report")}
+    assert reran == {f"{s}.tiny-cnn" for s in ("package", "validate", "publish", "report")}  # validate decodes packages
     assert stale_in_plan(root) == {"package.tiny-text", "package.digits"} == stale_in_dvc(root)

@@ -59,7 +59,7 @@ def decoded_packages(project: Project, model: str, folder: Path) -> dict[str, Pa
     table = project.read_output(model, "package", "package.json")
     out = {}
     for name, entry in table.items():
-        if not entry["exact"]:
+        if isinstance(entry, dict) and entry.get("exact") is False:  # other keys are not packages
             out[name + PACKAGED] = rebuild(
                 project.stage_dir(model, "package") / f"{name}.mcpk", folder / f"{name}.onnx"
             )

@@ -35,6 +35,7 @@ from typing import Any
 
 from model_compression.hashing import sha256_file, sha256_json, sha256_tree
 from tasks.core import codehash, faults, runtime
+from tasks.core.procs import pid_alive
 from tasks.core.project import Project
 from tasks.kinds import KINDS
 from tasks.kinds.base import only
@@ -272,20 +273,10 @@ def remove_dead_partials(out: Path) -> list[Path]:
     gone = []
     for tmp in out.parent.glob(f"{out.name}.partial-*"):
         pid = tmp.name.removeprefix(f"{out.name}.partial-").split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
             gone.append(tmp)
     return gone
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_atomic(path: Path, value: Any) -> None:

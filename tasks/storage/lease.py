@@ -30,11 +30,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from tasks.core.procs import boot_id, pid_alive
 from tasks.storage.s3 import S3Settings
 
 log = logging.getLogger("pipeline")
@@ -44,24 +44,6 @@ _CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchK
 
 class LeaseBusy(RuntimeError):
     """Another live run holds the model's lease."""
-
-
-def boot_id() -> str:
-    """This boot's id (Linux), so a pid is only compared with pids of the same boot."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
 
 
 @dataclass(frozen=True)

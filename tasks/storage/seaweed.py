@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tasks.core.procs import boot_id, pid_alive
+
 log = logging.getLogger("pipeline")
 
 # Documented defaults for the embedded server only; real S3 takes the AWS credential chain.
@@ -177,23 +179,6 @@ class SeaweedServer:
             self.proc.wait(timeout=5)
 
 
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextmanager
 def _locked(data_dir: Path, timeout_s: float | None = None) -> Iterator[None]:
     """The registry's lock (released when the file closes, also if this process dies).
@@ -216,10 +201,10 @@ def _locked(data_dir: Path, timeout_s: float | None = None) -> Iterator[None]:
 
 def live_owners(data_dir: Path) -> list[str]:
     """The registered owners still alive; the files of dead ones (other boot, pid gone) are removed."""
-    folder, boot, alive = data_dir / "owners", _boot_id(), []
+    folder, boot, alive = data_dir / "owners", boot_id(), []
     for f in sorted(folder.glob("*")) if folder.is_dir() else []:
         pid, _, rest = f.name.partition("-")
-        if pid.isdigit() and rest.startswith(boot) and _alive(int(pid)):
+        if pid.isdigit() and rest.startswith(boot) and pid_alive(int(pid)):
             alive.append(f.name)
         else:
             f.unlink(missing_ok=True)
@@ -245,7 +230,7 @@ def _is_our_weed(pid: int, data_dir: Path) -> bool:
 
 def _gone(pid: int, port: int, data_dir: Path) -> bool:
     """The server's process has exited (or is a zombie) and its S3 port is closed."""
-    return (not _alive(pid) or not _is_our_weed(pid, data_dir)) and not port_open("127.0.0.1", port)
+    return (not pid_alive(pid) or not _is_our_weed(pid, data_dir)) and not port_open("127.0.0.1", port)
 
 
 def _stop_recorded(data_dir: Path) -> None:
@@ -283,7 +268,7 @@ def _join(data_dir: Path, port: int) -> str | None:
             RUNNING.discard(server)  # owned through the registry, not this process
             assert server.proc is not None
             (data_dir / "server.json").write_text(json.dumps({"pid": server.proc.pid, "port": port}))
-        token = f"{os.getpid()}-{_boot_id()}-{uuid.uuid4().hex[:8]}"
+        token = f"{os.getpid()}-{boot_id()}-{uuid.uuid4().hex[:8]}"
         (data_dir / "owners").mkdir(exist_ok=True)
         (data_dir / "owners" / token).write_text(json.dumps({"pid": os.getpid(), "since": time.time()}))
         JOINED[token] = data_dir

@@ -91,7 +91,7 @@ def test_dvc_repro_runs_each_stage_within_its_declared_code_set(repo):
     root, imports = repo
     project = Project.at(root)
     runner = {"tasks.core.stage", "tasks.core.codehash", "tasks.core.logs", "tasks.core.pipeline", "tasks.core.faults",
-              "tasks.__main__"}  # fmt: skip
+              "tasks.core.procs", "tasks.__main__"}  # fmt: skip
     seen = [json.loads(line) for line in imports.read_text().splitlines()]
     assert {(r["stage"], r["model"]) for r in seen} == {(s, m) for s in ORDER for m in MODELS}
     for r in seen:

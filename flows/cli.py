@@ -80,6 +80,22 @@ def sync(root: Root = ".") -> None:
         console.print(f"{name}: {'written' if changed else 'already current'}")
 
 
+@app.command()
+def limits(models: Models = None, root: Root = ".") -> None:
+    """Create, on the Prefect server of PREFECT_API_URL, the per-model concurrency limits that
+    prefect.yaml declares (``concurrency``), so the nightly and manual runs of a model queue."""
+    from flows import concurrency
+
+    if concurrency.server_url() is None:
+        raise typer.BadParameter("PREFECT_API_URL is not set: limits live on a Prefect server, not the ephemeral API")
+    project = Project.at(root)
+    chosen = models or project.catalogue()
+    created = set(concurrency.ensure(chosen))
+    for m in chosen:
+        name = concurrency.limit_name(m)
+        console.print(f"{name}: {'created' if name in created else 'exists'}")
+
+
 @contextmanager
 def progress(project: Project, models: list[str]) -> Iterator[Any]:
     """A rich progress bar per model: stages done out of all, read from the stage

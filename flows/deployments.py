@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from flows import concurrency
 from tasks.pools import pools
 
 HEADER = """\
@@ -18,6 +19,7 @@ HEADER = """\
 # Against a running server (README, "Run it as a service"):
 #   prefect work-pool create --type process local-process
 #   prefect --no-prompt deploy --name nightly --name manual
+#   python -m flows.cli limits   # the per-model concurrency limits of `concurrency:` below
 #   prefect worker start --pool local-process
 # A hardware pool's benchmark deployment, once its work pool exists (README, "Hardware
 # pools"): prefect --no-prompt deploy --name <pool>. `deploy --all` needs every work pool
@@ -69,6 +71,8 @@ def document(root: Path) -> dict[str, Any]:
         "prefect-version": "3.8.8",
         "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PIPELINE_ROOT }}"}}],
         "deployments": deployments,
+        # Not read by `prefect deploy`: `python -m flows.cli limits` creates these (flows/concurrency.py)
+        "concurrency": concurrency.declaration(),
     }
 
 

@@ -22,7 +22,7 @@ from prefect.context import TaskRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from flows import dvc_lock, pool_serve, ui
+from flows import concurrency, dvc_lock, pool_serve, ui
 from tasks.core import parallel, runtime
 from tasks.core.pipeline import ORDER, stages
 from tasks.core.project import Project
@@ -109,13 +109,15 @@ serve_pool = task(pool_serve.serve_pool, name="serve-pool", task_run_name="serve
 def _compress(
     model: str, root: str = ".", remote_pools: list[str] | None = None, publish: bool = True, on_busy: str = "wait"
 ) -> dict[str, Any]:
-    """One model end to end, holding the model's lease on S3 (``on_busy``: wait for
-    another run that holds it, or raise ``LeaseBusy`` at once): every stage in order
+    """One model end to end, holding the model's Prefect concurrency slot (under a
+    server: ``flows/concurrency.py``) and its lease on S3 (``on_busy``: wait for another
+    run that holds either, or raise ``LeaseBusy`` at once): every stage in order
     (nested task runs, so each is cached and shown on its own), then each remote pool,
     then the UI artifacts. A task rather than a subflow so that a task runner, Dask
     included, can run models side by side. ``publish=False`` stops after the benchmark:
     nothing is uploaded, no pool is served."""
     with (
+        concurrency.model_slot(model, on_busy),
         s3io.available(Project.at(root)) as (s3, settings),
         lease.held(s3, settings, model, _current_flow_run() or "", on_busy),
     ):

@@ -89,6 +89,8 @@ STEPS: dict[str, Step] = {
     ),
     "int8": Step(f"{_Q}.onnx_int8:OnnxInt8Config", onnx=f"{_Q}.presets:recipe_step", needs=("calibration",)),
     "int4": Step(f"{_Q}.onnx_int4:Int4Config", onnx=f"{_Q}.onnx_int4:recipe_step"),
+    # embedding tables at 1-4 bits, decoded in the graph with standard ops
+    "embed_lowbit": Step(f"{_Q}.embedding_lowbit:EmbeddingLowBitConfig", onnx=f"{_Q}.embedding_lowbit:recipe_step"),
 }
 
 

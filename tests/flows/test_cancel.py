@@ -38,8 +38,12 @@ def test_sigterm_mid_stage_stops_promptly_and_leaves_nothing_half_done(
     params["models"]["tiny-cnn"]["train"]["epochs"] = 40  # a baseline that trains long enough to interrupt
     root = make_project(tmp_path / "project", params)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_"))}
-    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")  # 20 s is short under load
+    env.update(
+        PYTHONPATH=str(REPO),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+    )  # 20 s is short under load
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115  # closed below
     proc = subprocess.Popen([sys.executable, "-m", "flows.nightly", "tiny-cnn"], cwd=root, env=env, stdout=log,
                             stderr=subprocess.STDOUT)  # fmt: skip

@@ -1,0 +1,267 @@
+"""Embedding tables at 1-4 bits per weight, decoded inside the ONNX graph with standard ops.
+
+A word-embedding table is a lookup: only the rows of the tokens in the input are ever
+read. So it can be stored far below int8 at no compute cost, as long as the graph decodes
+just the looked-up rows. Each row is cut into blocks of ``block_size`` values; a block
+keeps ``bits``-bit codes and a float16 scale and offset (asymmetric uniform grid). Codes
+are packed 8 to ``bits`` bytes, little-endian within the group.
+
+The range of each block is chosen by a small search: shrinking it clips a few outliers
+but refines the grid for all the others; the candidate with the least squared error
+wins (as AWQ/HQQ-style clipping searches do). Cost per table row (``D`` values):
+``D * bits / 8`` bytes of codes plus 4 bytes per block.
+
+Decoding (``decode_nodes``) uses only ONNX standard ops, so any runtime runs it:
+Gather the packed rows and the block scales and offsets, combine each group's bytes
+into one integer (Cast, Mul, ReduceSum), split it into codes (Div by powers of
+``2**bits``, Mod), then ``code * scale + offset`` in float32. The decoded rows equal
+``dequantize`` of the stored table exactly (a test checks it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+@dataclass(frozen=True)
+class EmbeddingLowBitConfig:
+    """Attributes:
+    bits: bits per weight, 1-4 (default 3).
+    block_size: values per scale and offset along a row; divides the row length, and is
+        a multiple of 8 (default 64).
+    min_rows: only tables with at least this many rows are coded, so small position or
+        segment tables stay float (default 1024).
+    clip_ratios: the range shrink factors tried per block, the least squared error wins
+        (default 1.0 down to 0.7).
+    """
+
+    bits: int = 3
+    block_size: int = 64
+    min_rows: int = 1024
+    clip_ratios: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 4:
+            raise ValueError(f"EmbeddingLowBitConfig.bits must be in 1..4, got {self.bits}")
+        if self.block_size < 8 or self.block_size % 8:
+            raise ValueError(f"EmbeddingLowBitConfig.block_size must be a multiple of 8, got {self.block_size}")
+        if self.min_rows < 1:
+            raise ValueError(f"EmbeddingLowBitConfig.min_rows must be >= 1, got {self.min_rows}")
+        if not self.clip_ratios or not all(0 < r <= 1 for r in self.clip_ratios):
+            raise ValueError(f"EmbeddingLowBitConfig.clip_ratios must be in (0, 1], got {list(self.clip_ratios)}")
+
+
+@dataclass(frozen=True)
+class LowBitTable:
+    """A coded table: ``packed`` uint8 [rows, cols * bits / 8]; ``scale`` and ``offset``
+    float16 [rows, cols / block_size]."""
+
+    packed: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
+    bits: int
+    block_size: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.packed.shape[0], self.packed.shape[1] * 8 // self.bits
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.packed.nbytes + self.scale.nbytes + self.offset.nbytes)
+
+
+def _grid(lo: np.ndarray, hi: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """float16 (scale, offset) of the grid from ``lo`` to ``hi``, as stored."""
+    scale = ((hi - lo) / (2**bits - 1)).astype(np.float16)
+    return scale, lo.astype(np.float16)
+
+
+def _codes(blocks: np.ndarray, scale: np.ndarray, offset: np.ndarray, bits: int) -> np.ndarray:
+    s, o = scale.astype(np.float32)[..., None], offset.astype(np.float32)[..., None]
+    safe = np.where(s == 0, 1.0, s)  # a constant block: every code 0, decoded to the offset
+    return np.clip(np.rint((blocks - o) / safe), 0, 2**bits - 1).astype(np.uint8)
+
+
+def _decode(codes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    # the graph's order of operations: (code * scale) + offset, each in float32
+    return codes.astype(np.float32) * scale.astype(np.float32)[..., None] + offset.astype(np.float32)[..., None]
+
+
+def quantize_table(table: np.ndarray, cfg: EmbeddingLowBitConfig = EmbeddingLowBitConfig()) -> LowBitTable:
+    """Code a float [rows, cols] ``table`` (cols divisible by ``cfg.block_size``)."""
+    if table.ndim != 2 or table.shape[1] % cfg.block_size:
+        raise ValueError(f"table must be 2-D with columns divisible by block_size={cfg.block_size}, got {table.shape}")
+    rows, cols = table.shape
+    blocks = table.astype(np.float32).reshape(rows, cols // cfg.block_size, cfg.block_size)
+    lo0, hi0 = blocks.min(-1), blocks.max(-1)
+    mid, half = (lo0 + hi0) / 2, (hi0 - lo0) / 2
+    best_err = np.full(lo0.shape, np.inf, np.float32)
+    scale = np.zeros(lo0.shape, np.float16)
+    offset = np.zeros(lo0.shape, np.float16)
+    for r in cfg.clip_ratios:
+        s, o = _grid(mid - half * r, mid + half * r, cfg.bits)
+        err = ((_decode(_codes(blocks, s, o, cfg.bits), s, o) - blocks) ** 2).sum(-1)
+        better = err < best_err
+        best_err, scale, offset = (
+            np.where(better, err, best_err),
+            np.where(better, s, scale),
+            np.where(better, o, offset),
+        )
+    codes = _codes(blocks, scale, offset, cfg.bits).reshape(rows, cols)
+    return LowBitTable(_pack(codes, cfg.bits), scale, offset, cfg.bits, cfg.block_size)
+
+
+def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
+    rows, cols = codes.shape
+    groups = codes.reshape(rows, cols // 8, 8).astype(np.uint64)
+    word = (groups << (np.arange(8, dtype=np.uint64) * bits)).sum(-1)  # 8 codes in 8*bits <= 32 bits
+    out = (word[..., None] >> (np.arange(bits, dtype=np.uint64) * 8)) & 0xFF
+    return out.astype(np.uint8).reshape(rows, cols // 8 * bits)
+
+
+def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
+    """The uint8 codes [rows, cols] of ``packed``."""
+    rows, width = packed.shape
+    b = packed.reshape(rows, width // bits, bits).astype(np.uint64)
+    word = (b << (np.arange(bits, dtype=np.uint64) * 8)).sum(-1)
+    codes = (word[..., None] >> (np.arange(8, dtype=np.uint64) * bits)) & (2**bits - 1)
+    return codes.astype(np.uint8).reshape(rows, width // bits * 8)
+
+
+def dequantize(t: LowBitTable) -> np.ndarray:
+    """The float32 table that ``t`` decodes to (the graph gives exactly these rows)."""
+    rows, cols = t.shape
+    codes = unpack(t.packed, t.bits).reshape(rows, cols // t.block_size, t.block_size)
+    return _decode(codes, t.scale, t.offset).reshape(rows, cols)
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+
+
+def table_initializers(table: str, t: LowBitTable) -> list[onnx.TensorProto]:
+    """The stored form of ``t``: ``<table>_lowbit_{packed,scale,offset}``."""
+    parts = {"packed": t.packed, "scale": t.scale, "offset": t.offset}
+    return [numpy_helper.from_array(v, f"{table}_lowbit_{k}") for k, v in parts.items()]
+
+
+def decode_nodes(
+    prefix: str, table: str, ids: str, out: str, t: LowBitTable, opset: int
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes and constants computing ``out`` = rows ``ids`` of ``t`` (stored under the
+    names of ``table_initializers(table, t)``), decoded, with the shape ``ids.shape +
+    [cols]``: a drop-in for ``Gather(table, ids)``."""
+    cols, bits, block = t.shape[1], t.bits, t.block_size
+    n = f"{prefix}_lowbit"
+    consts = {
+        "groups": np.array([-1, cols // 8, bits], np.int64),
+        "byte_weights": (256 ** np.arange(bits)).astype(np.int64),
+        "shifts": ((2**bits) ** np.arange(8)).astype(np.int64),
+        "levels": np.array(2**bits, np.int64),
+        "blocks": np.array([-1, cols // block, block], np.int64),
+        "per_block": np.array([-1, cols // block, 1], np.int64),
+        "cols": np.array([cols], np.int64),
+        "last": np.array([-1], np.int64),
+    }
+    c = {k: f"{n}_{k}" for k in consts} | {k: f"{table}_lowbit_{k}" for k in ("packed", "scale", "offset")}
+    reduce = (
+        helper.make_node("ReduceSum", [f"{n}_w", c["last"]], [f"{n}_word"], keepdims=1)
+        if opset >= 13
+        else helper.make_node("ReduceSum", [f"{n}_w"], [f"{n}_word"], axes=[-1], keepdims=1)
+    )
+    nodes = [
+        helper.make_node("Gather", [c["packed"], ids], [f"{n}_rows"], axis=0),
+        helper.make_node("Cast", [f"{n}_rows"], [f"{n}_i64"], to=onnx.TensorProto.INT64),
+        helper.make_node("Reshape", [f"{n}_i64", c["groups"]], [f"{n}_bytes"]),
+        helper.make_node("Mul", [f"{n}_bytes", c["byte_weights"]], [f"{n}_w"]),
+        reduce,  # each group of 8 codes as one integer of 8 * bits bits
+        helper.make_node("Div", [f"{n}_word", c["shifts"]], [f"{n}_shifted"]),
+        helper.make_node("Mod", [f"{n}_shifted", c["levels"]], [f"{n}_codes"]),
+        helper.make_node("Reshape", [f"{n}_codes", c["blocks"]], [f"{n}_cblocks"]),
+        helper.make_node("Cast", [f"{n}_cblocks"], [f"{n}_cf"], to=onnx.TensorProto.FLOAT),
+    ]
+    for part in ("scale", "offset"):
+        nodes += [
+            helper.make_node("Gather", [c[part], ids], [f"{n}_{part}_rows"], axis=0),
+            helper.make_node("Cast", [f"{n}_{part}_rows"], [f"{n}_{part}_f"], to=onnx.TensorProto.FLOAT),
+            helper.make_node("Reshape", [f"{n}_{part}_f", c["per_block"]], [f"{n}_{part}_b"]),
+        ]
+    nodes += [
+        helper.make_node("Mul", [f"{n}_cf", f"{n}_scale_b"], [f"{n}_scaled"]),
+        helper.make_node("Add", [f"{n}_scaled", f"{n}_offset_b"], [f"{n}_decoded"]),
+        helper.make_node("Shape", [ids], [f"{n}_ids_shape"]),
+        helper.make_node("Concat", [f"{n}_ids_shape", c["cols"]], [f"{n}_out_shape"], axis=0),
+        helper.make_node("Reshape", [f"{n}_decoded", f"{n}_out_shape"], [out]),
+    ]
+    return nodes, [numpy_helper.from_array(v, c[k]) for k, v in consts.items()]
+
+
+def _tables(model: onnx.ModelProto, cfg: EmbeddingLowBitConfig) -> dict[str, list[onnx.NodeProto]]:
+    """The embedding tables: 2-D initializers with at least ``cfg.min_rows`` rows whose every
+    reader is an axis-0 Gather that looks rows up in them -> those Gathers."""
+    inits = {i.name: i for i in model.graph.initializer}
+    readers: dict[str, list[tuple[int, onnx.NodeProto]]] = {}
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            if name in inits:
+                readers.setdefault(name, []).append((k, node))
+
+    def looked_up(k: int, n: onnx.NodeProto) -> bool:
+        return k == 0 and n.op_type == "Gather" and all(a.i == 0 for a in n.attribute if a.name == "axis")
+
+    found = {}
+    for name, uses in readers.items():
+        dims = list(inits[name].dims)
+        big = len(dims) == 2 and dims[0] >= cfg.min_rows and dims[1] % cfg.block_size == 0
+        if big and all(looked_up(k, n) for k, n in uses):
+            found[name] = [n for _, n in uses]
+    return found
+
+
+def quantize(src: str | Path, dst: str | Path, cfg: EmbeddingLowBitConfig = EmbeddingLowBitConfig()) -> dict[str, Any]:
+    """Code every embedding table of the ONNX model at ``src`` (see ``_tables``) and write
+    ``dst``; returns ``{table: {"rows", "cols", "bytes_before", "bytes_after", "rmse"}}``.
+    A model with no such table raises ``NotApplicable``."""
+    from model_compression.errors import NotApplicable
+
+    model = onnx.load(str(src))
+    tables = _tables(model, cfg)
+    if not tables:
+        raise NotApplicable(
+            f"no embedding table in {Path(src).name}: a 2-D initializer with >= {cfg.min_rows} rows and columns "
+            f"divisible by block_size={cfg.block_size}, read only by axis-0 Gathers"
+        )
+    opset, report = _opset(model), {}
+    for name, gathers in tables.items():
+        init = next(i for i in model.graph.initializer if i.name == name)
+        table = numpy_helper.to_array(init).astype(np.float32)
+        coded = quantize_table(table, cfg)
+        rmse = float(np.sqrt(((dequantize(coded) - table) ** 2).mean()))
+        report[name] = {"rows": table.shape[0], "cols": table.shape[1], "bytes_before": int(table.nbytes),
+                        "bytes_after": coded.nbytes, "rmse": rmse}  # fmt: skip
+        safe = name.replace(".", "_").replace("/", "_")
+        model.graph.initializer.remove(init)
+        model.graph.initializer.extend(table_initializers(safe, coded))
+        for i, gather in enumerate(gathers):
+            nodes, consts = decode_nodes(f"{safe}_{i}", safe, gather.input[1], gather.output[0], coded, opset)
+            at = list(model.graph.node).index(gather)
+            model.graph.node.remove(gather)
+            for k, node in enumerate(nodes):
+                model.graph.node.insert(at + k, node)
+            model.graph.initializer.extend(consts)
+    onnx.checker.check_model(model)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return report
+
+
+def recipe_step(src: Path, dst: Path, cfg: EmbeddingLowBitConfig, ctx: Any) -> dict[str, Any]:
+    """Recipe step ``embed_lowbit``: embedding tables at ``cfg.bits`` bits (``registry.STEPS``)."""
+    return {"tables": quantize(src, dst, cfg)}

@@ -59,6 +59,7 @@ class Step:
 
 
 _P, _Q, _D = "model_compression.prune", "model_compression.quantize", "model_compression.distill"
+_F = "model_compression.fuse.transformer"
 STEPS: dict[str, Step] = {
     "prune_channels": Step(f"{_P}.structured:ChannelPruneConfig", torch=f"{_P}.structured:channels_step"),
     "prune_transformer": Step(f"{_P}.structured:TransformerPruneConfig", torch=f"{_P}.structured:transformer_step"),
@@ -89,8 +90,14 @@ STEPS: dict[str, Step] = {
     ),
     "int8": Step(f"{_Q}.onnx_int8:OnnxInt8Config", onnx=f"{_Q}.presets:recipe_step", needs=("calibration",)),
     "int4": Step(f"{_Q}.onnx_int4:Int4Config", onnx=f"{_Q}.onnx_int4:recipe_step"),
+    "fuse": Step(
+        "model_compression.fuse.transformer:TransformerFusionConfig",
+        onnx="model_compression.fuse.transformer:recipe_step",
+    ),
     # embedding tables at 1-4 bits, decoded in the graph with standard ops
-    "embed_lowbit": Step(f"{_Q}.embedding_lowbit:EmbeddingLowBitConfig", onnx=f"{_Q}.embedding_lowbit:recipe_step"),
+    "embed_lowbit": Step(
+        f"{_Q}.embedding_lowbit:EmbeddingLowBitConfig", onnx=f"{_Q}.onnx_embedding:recipe_step", needs=("token_counts",)
+    ),
 }
 
 

@@ -105,8 +105,9 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str, zoo: str =
         },
         "recipes": {
             "tiny-drop-in": [
-                {"step": "int4", "ops": ["Gather"], "block_size": 16},
-                {"step": "int8", "op_types": ["MatMul"]},
+                {"step": "fuse", "num_heads": 2, "hidden_size": 32},
+                {"step": "embed_lowbit", "mean_bits": 2.5, "block_size": 32},
+                {"step": "int8", "op_types": ["MatMul", "Attention"]},
             ],
             "tiny-deep-compression": [
                 {"step": "prune_channels", "amount": 0.5},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,30 @@ def background_sentences(path: Path | None = None, min_words: int = 5) -> list[s
     for doc in _read_lines(path or gensim_datapath("lee_background.cor")):
         out.extend(s for s in _SENTENCE_END.split(doc) if len(s.split()) >= min_words)
     return out
+
+
+WIKI = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+
+
+@cache
+def wiki_sentences(path: Path | None = None, min_words: int = 5, max_words: int = 64) -> tuple[str, ...]:
+    """Prose sentences of gensim's Wikipedia excerpt (107 articles, about 19k sentences), in
+    file order: markup stripped by gensim's ``filter_wiki``; redirects, lists, tables and
+    headings dropped; sentences of ``min_words`` to ``max_words`` words kept."""
+    import bz2
+
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+
+    out: list[str] = []
+    with bz2.open(path or gensim_datapath(WIKI)) as f:
+        for _, text, _ in extract_pages(f, filter_namespaces=("0",)):
+            if text.lower().startswith("#redirect"):
+                continue
+            for para in filter_wiki(text).replace("''", "").split("\n"):
+                para = para.strip()
+                if para and not para.startswith(("*", "|", "!", "{", "=", "#", ":")):
+                    out.extend(s for s in _SENTENCE_END.split(para) if min_words <= len(s.split()) <= max_words)
+    return tuple(out)
 
 
 def split_heldout(sentences: list[str], heldout: int) -> tuple[list[str], list[str]]:

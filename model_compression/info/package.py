@@ -194,7 +194,7 @@ def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024)
     numel, bound_bits, exact, keep = 0, 0.0, True, []
     for init in model.graph.initializer:
         arr = numpy_helper.to_array(init)
-        if arr.size < min_numel or arr.dtype == np.bool_:
+        if arr.size < min_numel or arr.dtype in (np.bool_, np.float16):  # float16: scales of coded tables, exact
             keep.append(init)
             continue
         try:

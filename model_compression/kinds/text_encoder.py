@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,8 +81,18 @@ def tokenizer(folder: Path) -> object:
 
 
 def train_sentences(cfg: TextEvalConfig) -> list[str]:
-    """Background sentences before the held-out tail: for distillation and calibration."""
-    return text_data.split_heldout(text_data.background_sentences(), cfg.heldout)[0]
+    """The training text, for distillation, calibration and token counts: the Lee background
+    sentences before the held-out tail (carved off first, never trained on), then gensim's
+    Wikipedia excerpt (a broader vocabulary than the news background)."""
+    return text_data.split_heldout(text_data.background_sentences(), cfg.heldout)[0] + list(text_data.wiki_sentences())
+
+
+def token_counts(tokenizer_dir: Path, cfg: TextEvalConfig) -> np.ndarray:
+    """Occurrences of each vocabulary id in the training sentences (special tokens included),
+    int64 [vocabulary size]: the token distribution embedding-table coding weighs rows by."""
+    tok: Any = tokenizer(tokenizer_dir)
+    ids = tok(train_sentences(cfg), truncation=True, max_length=cfg.max_length)["input_ids"]
+    return np.bincount(np.concatenate([np.asarray(i, np.int64) for i in ids]), minlength=len(tok))
 
 
 def calibration_feeds(tokenizer_dir: Path, cfg: TextEvalConfig) -> list[dict[str, np.ndarray]]:

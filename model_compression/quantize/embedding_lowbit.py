@@ -21,8 +21,6 @@ into one integer (Cast, Mul, ReduceSum), split it into codes (Div by powers of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -32,7 +30,11 @@ from onnx import helper, numpy_helper
 @dataclass(frozen=True)
 class EmbeddingLowBitConfig:
     """Attributes:
-    bits: bits per weight, 1-4 (default 3).
+    bits: bits per weight, 1-4, for every row (default 3), unless ``mean_bits`` is set.
+    mean_bits: with token counts, each row gets a width from ``choices`` so that the mean
+        over rows is at most this, chosen by rate-distortion (``embedding_tiers``): frequent
+        tokens and spread-out rows get more bits (default None: ``bits`` everywhere).
+    choices: the widths ``mean_bits`` picks from (default 2, 3, 4).
     block_size: values per scale and offset along a row; divides the row length, and is
         a multiple of 8 (default 64).
     min_rows: only tables with at least this many rows are coded, so small position or
@@ -42,6 +44,8 @@ class EmbeddingLowBitConfig:
     """
 
     bits: int = 3
+    mean_bits: float | None = None
+    choices: tuple[int, ...] = (2, 3, 4)
     block_size: int = 64
     min_rows: int = 1024
     clip_ratios: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
@@ -49,6 +53,12 @@ class EmbeddingLowBitConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 4:
             raise ValueError(f"EmbeddingLowBitConfig.bits must be in 1..4, got {self.bits}")
+        if not self.choices or not all(1 <= b <= 4 for b in self.choices):
+            raise ValueError(f"EmbeddingLowBitConfig.choices must be widths in 1..4, got {list(self.choices)}")
+        if self.mean_bits is not None and not min(self.choices) <= self.mean_bits <= max(self.choices):
+            raise ValueError(
+                f"EmbeddingLowBitConfig.mean_bits must be within choices {list(self.choices)}, got {self.mean_bits}"
+            )
         if self.block_size < 8 or self.block_size % 8:
             raise ValueError(f"EmbeddingLowBitConfig.block_size must be a multiple of 8, got {self.block_size}")
         if self.min_rows < 1:
@@ -94,8 +104,12 @@ def _decode(codes: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndar
     return codes.astype(np.float32) * scale.astype(np.float32)[..., None] + offset.astype(np.float32)[..., None]
 
 
-def quantize_table(table: np.ndarray, cfg: EmbeddingLowBitConfig = EmbeddingLowBitConfig()) -> LowBitTable:
-    """Code a float [rows, cols] ``table`` (cols divisible by ``cfg.block_size``)."""
+def quantize_table(
+    table: np.ndarray, cfg: EmbeddingLowBitConfig = EmbeddingLowBitConfig(), bits: int | None = None
+) -> LowBitTable:
+    """Code a float [rows, cols] ``table`` (cols divisible by ``cfg.block_size``) at
+    ``bits`` (default ``cfg.bits``)."""
+    bits = cfg.bits if bits is None else bits
     if table.ndim != 2 or table.shape[1] % cfg.block_size:
         raise ValueError(f"table must be 2-D with columns divisible by block_size={cfg.block_size}, got {table.shape}")
     rows, cols = table.shape
@@ -106,16 +120,16 @@ def quantize_table(table: np.ndarray, cfg: EmbeddingLowBitConfig = EmbeddingLowB
     scale = np.zeros(lo0.shape, np.float16)
     offset = np.zeros(lo0.shape, np.float16)
     for r in cfg.clip_ratios:
-        s, o = _grid(mid - half * r, mid + half * r, cfg.bits)
-        err = ((_decode(_codes(blocks, s, o, cfg.bits), s, o) - blocks) ** 2).sum(-1)
+        s, o = _grid(mid - half * r, mid + half * r, bits)
+        err = ((_decode(_codes(blocks, s, o, bits), s, o) - blocks) ** 2).sum(-1)
         better = err < best_err
         best_err, scale, offset = (
             np.where(better, err, best_err),
             np.where(better, s, scale),
             np.where(better, o, offset),
         )
-    codes = _codes(blocks, scale, offset, cfg.bits).reshape(rows, cols)
-    return LowBitTable(_pack(codes, cfg.bits), scale, offset, cfg.bits, cfg.block_size)
+    codes = _codes(blocks, scale, offset, bits).reshape(rows, cols)
+    return LowBitTable(_pack(codes, bits), scale, offset, bits, cfg.block_size)
 
 
 def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -201,67 +215,3 @@ def decode_nodes(
         helper.make_node("Reshape", [f"{n}_decoded", f"{n}_out_shape"], [out]),
     ]
     return nodes, [numpy_helper.from_array(v, c[k]) for k, v in consts.items()]
-
-
-def _tables(model: onnx.ModelProto, cfg: EmbeddingLowBitConfig) -> dict[str, list[onnx.NodeProto]]:
-    """The embedding tables: 2-D initializers with at least ``cfg.min_rows`` rows whose every
-    reader is an axis-0 Gather that looks rows up in them -> those Gathers."""
-    inits = {i.name: i for i in model.graph.initializer}
-    readers: dict[str, list[tuple[int, onnx.NodeProto]]] = {}
-    for node in model.graph.node:
-        for k, name in enumerate(node.input):
-            if name in inits:
-                readers.setdefault(name, []).append((k, node))
-
-    def looked_up(k: int, n: onnx.NodeProto) -> bool:
-        return k == 0 and n.op_type == "Gather" and all(a.i == 0 for a in n.attribute if a.name == "axis")
-
-    found = {}
-    for name, uses in readers.items():
-        dims = list(inits[name].dims)
-        big = len(dims) == 2 and dims[0] >= cfg.min_rows and dims[1] % cfg.block_size == 0
-        if big and all(looked_up(k, n) for k, n in uses):
-            found[name] = [n for _, n in uses]
-    return found
-
-
-def quantize(src: str | Path, dst: str | Path, cfg: EmbeddingLowBitConfig = EmbeddingLowBitConfig()) -> dict[str, Any]:
-    """Code every embedding table of the ONNX model at ``src`` (see ``_tables``) and write
-    ``dst``; returns ``{table: {"rows", "cols", "bytes_before", "bytes_after", "rmse"}}``.
-    A model with no such table raises ``NotApplicable``."""
-    from model_compression.errors import NotApplicable
-
-    model = onnx.load(str(src))
-    tables = _tables(model, cfg)
-    if not tables:
-        raise NotApplicable(
-            f"no embedding table in {Path(src).name}: a 2-D initializer with >= {cfg.min_rows} rows and columns "
-            f"divisible by block_size={cfg.block_size}, read only by axis-0 Gathers"
-        )
-    opset, report = _opset(model), {}
-    for name, gathers in tables.items():
-        init = next(i for i in model.graph.initializer if i.name == name)
-        table = numpy_helper.to_array(init).astype(np.float32)
-        coded = quantize_table(table, cfg)
-        rmse = float(np.sqrt(((dequantize(coded) - table) ** 2).mean()))
-        report[name] = {"rows": table.shape[0], "cols": table.shape[1], "bytes_before": int(table.nbytes),
-                        "bytes_after": coded.nbytes, "rmse": rmse}  # fmt: skip
-        safe = name.replace(".", "_").replace("/", "_")
-        model.graph.initializer.remove(init)
-        model.graph.initializer.extend(table_initializers(safe, coded))
-        for i, gather in enumerate(gathers):
-            nodes, consts = decode_nodes(f"{safe}_{i}", safe, gather.input[1], gather.output[0], coded, opset)
-            at = list(model.graph.node).index(gather)
-            model.graph.node.remove(gather)
-            for k, node in enumerate(nodes):
-                model.graph.node.insert(at + k, node)
-            model.graph.initializer.extend(consts)
-    onnx.checker.check_model(model)
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(dst))
-    return report
-
-
-def recipe_step(src: Path, dst: Path, cfg: EmbeddingLowBitConfig, ctx: Any) -> dict[str, Any]:
-    """Recipe step ``embed_lowbit``: embedding tables at ``cfg.bits`` bits (``registry.STEPS``)."""
-    return {"tables": quantize(src, dst, cfg)}

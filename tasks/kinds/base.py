@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from model_compression.evaluate.result import Evaluation
     from tasks.core.project import Project
 
-CAPABILITIES = ("baseline", "load", "export", "calibration", "evaluate", "distill", "finetune")
+CAPABILITIES = ("baseline", "load", "export", "calibration", "evaluate", "distill", "finetune", "token_counts")
 _ALLOWED: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("capabilities", default=None)
 F = TypeVar("F", bound=Callable[..., Any])
 Evaluate = Callable[[Path, "np.ndarray | None"], "Evaluation"]
@@ -203,6 +203,11 @@ class Kind:
     def finetune(self, project: Project, model: str, net: nn.Module, teacher: nn.Module, cfg: Any) -> list[float]:
         raise NotImplementedError
 
+    def token_counts(self, project: Project, model: str) -> np.ndarray | None:
+        """Occurrences of each vocabulary row in the kind's training text (never held-out
+        or evaluation text), or None for a model that reads no tokens."""
+        return None
+
 
 class KindContext:
     """What the library's chain runner asks of a model (``model_compression.chain.ChainContext``),
@@ -225,3 +230,6 @@ class KindContext:
 
     def finetune(self, net: nn.Module, teacher: nn.Module, cfg: Any) -> list[float]:
         return self.kind.finetune(self.project, self.model, net, teacher, cfg)
+
+    def token_counts(self) -> np.ndarray | None:
+        return self.kind.token_counts(self.project, self.model)

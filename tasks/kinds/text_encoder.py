@@ -31,7 +31,7 @@ class TextEncoder(Kind):
     name = "text-encoder"
     recipe_steps = frozenset(
         {"prune_transformer", "layer_drop", "prune", "prune_sensitive", "factorize", "finetune", "kmeans",
-         "kmeans_sensitive", "int8", "int4", "embed_lowbit"}
+         "kmeans_sensitive", "int8", "int4", "embed_lowbit", "fuse"}
     )  # fmt: skip
     distill_config = "model_compression.distill.embedding:EmbeddingDistillConfig"
     default_eval: ClassVar[dict[str, Any] | None] = {}  # every field of TextEvalConfig has a default
@@ -110,6 +110,12 @@ class TextEncoder(Kind):
         tok = text_encoder.tokenizer(project.stage_dir(model, "baseline"))
         sentences = text_encoder.train_sentences(self.eval_config(project, model))
         return embedding.distill(teacher, tok, sentences, cfg)  # type: ignore[arg-type]
+
+    @capability("token_counts")
+    def token_counts(self, project: Project, model: str) -> np.ndarray:
+        from model_compression.kinds import text_encoder
+
+        return text_encoder.token_counts(project.stage_dir(model, "baseline"), self.eval_config(project, model))
 
     @capability("finetune")
     def finetune(self, project: Project, model: str, net: nn.Module, teacher: nn.Module, cfg: Any) -> list[float]:

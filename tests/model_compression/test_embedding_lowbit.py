@@ -10,13 +10,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from model_compression.errors import NotApplicable
-from model_compression.quantize.embedding_lowbit import (
-    EmbeddingLowBitConfig,
-    dequantize,
-    quantize,
-    quantize_table,
-    unpack,
-)
+from model_compression.quantize import embedding_tiers as tiers
+from model_compression.quantize.embedding_lowbit import EmbeddingLowBitConfig, dequantize, quantize_table, unpack
+from model_compression.quantize.onnx_embedding import quantize
 from model_compression.runtime.session import make_session
 
 
@@ -93,3 +89,37 @@ def test_small_tables_and_other_readers_are_left_alone(tmp_path: Path):
 def test_config_names_the_bad_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
         EmbeddingLowBitConfig(**kwargs)
+
+
+def zipf_counts(rows: int = 2000, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    counts = (1e5 / np.arange(1, rows + 1)).astype(np.int64)  # Zipf, as token frequencies are
+    counts[rng.permutation(rows)[: rows // 4]] = 0  # a quarter never seen
+    return rng.permutation(counts)
+
+
+def test_the_allocation_meets_the_budget_and_spends_bits_where_tokens_occur():
+    t, counts = table(), zipf_counts()
+    cfg = EmbeddingLowBitConfig(mean_bits=2.5, choices=(2, 3, 4))
+    coded = tiers.code(t, counts, cfg)
+    bits = np.array([coded.tiers[k].bits for k in coded.tier])
+    assert 2.4 < bits.mean() <= 2.5
+    assert bits[counts == 0].max() == 2 and bits[np.argsort(counts)[-50:]].min() == 4  # rare cheap, frequent rich
+    # the expected distortion under the token distribution beats one width for all at 2.5 bits' size
+    p = tiers.probabilities(counts)
+    err = lambda d: float((p * ((d - t) ** 2).sum(1)).sum())  # noqa: E731
+    uniform3 = err(dequantize(quantize_table(t, EmbeddingLowBitConfig(bits=3))))
+    assert err(tiers.dequantize_tiered(coded)) < uniform3
+
+
+@pytest.mark.parametrize("opset", [17, 11])
+def test_the_graph_decodes_a_tiered_table_exactly(tmp_path: Path, opset):
+    t, counts = table(), zipf_counts()
+    cfg = EmbeddingLowBitConfig(mean_bits=3.0, choices=(2, 3, 4), block_size=32)
+    src = lookup_graph(tmp_path / "f.onnx", t, ["batch", "seq"], opset)
+    report = quantize(src, tmp_path / "q.onnx", cfg, counts)
+    assert 2.9 < report["table"]["mean_bits"] <= 3.0
+    ids = np.arange(2000, dtype=np.int64).reshape(40, 50)
+    (got,) = make_session(tmp_path / "q.onnx").run(None, {"ids": ids})
+    want = tiers.dequantize_tiered(tiers.code(t, counts, cfg))
+    np.testing.assert_array_equal(got.reshape(2000, 64), want + want)

@@ -26,7 +26,8 @@ def test_each_stage_depends_on_the_code_it_runs_and_no_other():
     prune, package = "model_compression/prune/magnitude.py", "model_compression/info/package.py"
     assert prune in deps("prune.fashion-cnn") and prune in deps("search.fashion-cnn")
     assert prune in deps("recipe.fashion-cnn")  # deep-compression prunes
-    assert prune not in deps("recipe.minilm")  # drop-in: int4 and int8 only
+    assert prune not in deps("recipe.minilm")  # drop-in: fusion, table coding and int8 only
+    assert "model_compression/quantize/embedding_tiers.py" in deps("recipe.minilm")
     assert prune not in deps("baseline.fashion-cnn") and prune not in deps("validate.minilm")
     assert package in deps("package.minilm") and package not in deps("prune.minilm")
     # evaluation code re-runs the stages that evaluate, never the CNN's training

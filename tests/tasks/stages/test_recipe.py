@@ -45,14 +45,16 @@ def test_deep_compression_recipe_thins_prunes_shares_and_packs_exactly(tiny_buil
     assert np.array_equal(got, make_session(p.artifact("tiny-cnn", "recipe")).run(None, feeds)[0])
 
 
-def test_drop_in_recipe_puts_int4_embeddings_and_int8_matmuls_in_one_graph(tiny_built: Path):
+def test_drop_in_recipe_fuses_codes_the_table_below_4_bits_and_quantizes_matmuls(tiny_built: Path):
     summary = run_until(tiny_built, "tiny-text", "recipe")["summary"]
     p = Project.at(tiny_built)
     steps = json.loads((p.stage_dir("tiny-text", "recipe") / "steps.json").read_text())
-    assert [s["step"] for s in steps] == ["int4", "int8"] and not summary["storage_only"]
-    assert steps[0]["int4_nodes"] >= 1 and steps[1]["quantized_nodes"] > 0
+    assert [s["step"] for s in steps] == ["fuse", "embed_lowbit", "int8"] and not summary["storage_only"]
+    assert steps[0]["fused"]["Attention"] == 2 and steps[2]["quantized_nodes"] > 0
+    table = steps[1]["tables"]["encoder.embeddings.word_embeddings.weight"]
+    assert 2.4 < table["mean_bits"] <= 2.5 and table["bytes_after"] < table["bytes_before"] / 7
     ops = {n.op_type for n in onnx.load(str(p.artifact("tiny-text", "recipe"))).graph.node}
-    assert {"GatherBlockQuantized", "MatMulInteger"} <= ops
+    assert {"MatMulInteger", "Where", "Mod"} <= ops  # int8 MatMuls; the table decoded tier by tier
     ref, out = make_session(p.artifact("tiny-text", "baseline")), make_session(p.artifact("tiny-text", "recipe"))
     for feeds in p.kind("tiny-text").calibration(p, "tiny-text"):
         a, b = ref.run(None, feeds)[0], out.run(None, feeds)[0]

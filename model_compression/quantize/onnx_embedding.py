@@ -1,0 +1,116 @@
+"""Recipe step ``embed_lowbit``: a graph's embedding tables at 1-4 bits per weight.
+
+Finds the tables (2-D initializers read only by row lookups), codes each at one width
+(``embedding_lowbit``) or, given token counts and ``mean_bits``, at widths allocated by
+rate-distortion (``embedding_tiers``), and replaces each lookup with nodes that decode the
+looked-up rows, exactly as the library's ``dequantize`` does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from model_compression.errors import NotApplicable
+from model_compression.quantize import embedding_tiers as tiers
+from model_compression.quantize.embedding_lowbit import (
+    EmbeddingLowBitConfig,
+    decode_nodes,
+    dequantize,
+    quantize_table,
+    table_initializers,
+)
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+
+
+def tables(model: onnx.ModelProto, cfg: EmbeddingLowBitConfig) -> dict[str, list[onnx.NodeProto]]:
+    """The embedding tables: 2-D initializers with at least ``cfg.min_rows`` rows, columns
+    divisible by ``cfg.block_size``, whose every reader is an axis-0 Gather looking rows
+    up in them -> those Gathers."""
+    inits = {i.name: i for i in model.graph.initializer}
+    readers: dict[str, list[tuple[int, onnx.NodeProto]]] = {}
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            if name in inits:
+                readers.setdefault(name, []).append((k, node))
+
+    def looked_up(k: int, n: onnx.NodeProto) -> bool:
+        return k == 0 and n.op_type == "Gather" and all(a.i == 0 for a in n.attribute if a.name == "axis")
+
+    found = {}
+    for name, uses in readers.items():
+        dims = list(inits[name].dims)
+        big = len(dims) == 2 and dims[0] >= cfg.min_rows and dims[1] % cfg.block_size == 0
+        if big and all(looked_up(k, n) for k, n in uses):
+            found[name] = [n for _, n in uses]
+    return found
+
+
+def _code(name: str, table: np.ndarray, cfg: EmbeddingLowBitConfig, counts: np.ndarray | None) -> tuple[Any, dict]:
+    tiered = cfg.mean_bits is not None and counts is not None and len(counts) == table.shape[0]
+    coded: Any = tiers.code(table, counts, cfg) if tiered else quantize_table(table, cfg)  # type: ignore[arg-type]
+    decoded = tiers.dequantize_tiered(coded) if tiered else dequantize(coded)
+    report = {
+        "rows": table.shape[0],
+        "cols": table.shape[1],
+        "mean_bits": coded.mean_bits if tiered else float(cfg.bits),
+        "bytes_before": int(table.nbytes),
+        "bytes_after": coded.nbytes,
+        "rmse": float(np.sqrt(((decoded - table) ** 2).mean())),
+    }
+    return coded, report
+
+
+DEFAULT = EmbeddingLowBitConfig()
+
+
+def quantize(
+    src: str | Path, dst: str | Path, cfg: EmbeddingLowBitConfig = DEFAULT, counts: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Code every embedding table of the ONNX model at ``src`` and write ``dst``; returns
+    ``{table: {"rows", "cols", "mean_bits", "bytes_before", "bytes_after", "rmse"}}``.
+    ``counts`` (occurrences per row, for the table with that many rows) turn on the
+    allocation of ``cfg.mean_bits``. A model with no table raises ``NotApplicable``."""
+    model = onnx.load(str(src))
+    found = tables(model, cfg)
+    if not found:
+        raise NotApplicable(
+            f"no embedding table in {Path(src).name}: a 2-D initializer with >= {cfg.min_rows} rows and columns "
+            f"divisible by block_size={cfg.block_size}, read only by axis-0 Gathers"
+        )
+    opset, report = _opset(model), {}
+    for name, gathers in found.items():
+        init = next(i for i in model.graph.initializer if i.name == name)
+        coded, report[name] = _code(name, numpy_helper.to_array(init).astype(np.float32), cfg, counts)
+        safe = name.replace(".", "_").replace("/", "_")
+        tiered = isinstance(coded, tiers.TieredTable)
+        model.graph.initializer.remove(init)
+        model.graph.initializer.extend(
+            tiers.tiered_initializers(safe, coded) if tiered else table_initializers(safe, coded)
+        )
+        decode = tiers.tiered_decode_nodes if tiered else decode_nodes
+        for i, gather in enumerate(gathers):
+            nodes, consts = decode(f"{safe}_{i}", safe, gather.input[1], gather.output[0], coded, opset)
+            at = list(model.graph.node).index(gather)
+            model.graph.node.remove(gather)
+            for k, node in enumerate(nodes):
+                model.graph.node.insert(at + k, node)
+            model.graph.initializer.extend(consts)
+    onnx.checker.check_model(model)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(dst))
+    return report
+
+
+def recipe_step(src: Path, dst: Path, cfg: EmbeddingLowBitConfig, ctx: Any) -> dict[str, Any]:
+    """Recipe step ``embed_lowbit`` (``registry.STEPS``): with ``cfg.mean_bits``, the widths
+    follow the kind's token counts (``ctx.token_counts()``) where it has them."""
+    counts = ctx.token_counts() if cfg.mean_bits is not None and hasattr(ctx, "token_counts") else None
+    return {"tables": quantize(src, dst, cfg, counts)}

@@ -85,8 +85,12 @@ def model_slot(model: str, on_busy: str = "wait", wait_s: float | None = None) -
     ensure([model])
     if on_busy == "wait" and _full(name):
         log.info("%s: another flow run holds Prefect concurrency limit %s; queued until it is free", model, name)
+    # strict: a missing limit is an error (ensure just made it); but a failed lease renewal
+    # must not cancel hours of compression mid-stage (Prefect's default under strict): the
+    # model's S3 lease still guards it
     slot = concurrency(name, occupy=1, timeout_seconds=wait_s if on_busy == "wait" else None,
-                       max_retries=0 if on_busy == "skip" else None, lease_duration=LEASE_S, strict=True)  # fmt: skip
+                       max_retries=0 if on_busy == "skip" else None, lease_duration=LEASE_S, strict=True,
+                       raise_on_lease_renewal_failure=False)  # fmt: skip
     with ExitStack() as stack:
         try:  # acquisition only: an error raised by the block itself is not "busy"
             stack.enter_context(slot)

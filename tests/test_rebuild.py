@@ -139,7 +139,7 @@ def test_a_library_change_reruns_exactly_the_stages_that_run_it(repo):
     magnitude = running(root, "model_compression.prune.magnitude")
     assert {"prune.tiny-cnn", "prune.tiny-text", "recipe.tiny-cnn", "search.tiny-cnn"} <= magnitude
     assert not magnitude & {f"{s}.{m}" for s in ("baseline", "quantize", "validate", "package") for m in MODELS}
-    assert "recipe.tiny-text" not in magnitude  # its recipe (int4, int8) never prunes
+    assert "recipe.tiny-text" not in magnitude  # its recipe (fusion, table coding, int8) never prunes
     # k-means runs in one stage: the CNN's recipe; edit it and see exactly that stage re-run
     kmeans = root / "model_compression/quantize/kmeans.py"
     expected = running(root, "model_compression.quantize.kmeans")

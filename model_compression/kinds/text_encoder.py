@@ -37,6 +37,8 @@ class TextEvalConfig:
         calibration: sentences for static calibration, taken before the held-out ones.
         folds: folds of the polarity probe (default 10).
         batch_size: texts per ONNX call.
+        corpus: the training text, in order: ``lee_background`` (the sentences before the
+            held-out tail) and/or ``wiki`` (gensim's Wikipedia excerpt); default both.
     """
 
     max_length: int = 128
@@ -44,11 +46,14 @@ class TextEvalConfig:
     calibration: int = 64
     folds: int = 10
     batch_size: int = 32
+    corpus: tuple[str, ...] = ("lee_background", "wiki")
 
     def __post_init__(self) -> None:
         for name in ("max_length", "heldout", "calibration", "folds", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TextEvalConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.corpus or set(self.corpus) - {"lee_background", "wiki"}:
+            raise ValueError(f"TextEvalConfig.corpus must name lee_background and/or wiki, got {list(self.corpus)}")
 
 
 def build_baseline(source: Path, out: Path) -> SentenceEncoder:
@@ -84,7 +89,11 @@ def train_sentences(cfg: TextEvalConfig) -> list[str]:
     """The training text, for distillation, calibration and token counts: the Lee background
     sentences before the held-out tail (carved off first, never trained on), then gensim's
     Wikipedia excerpt (a broader vocabulary than the news background)."""
-    return text_data.split_heldout(text_data.background_sentences(), cfg.heldout)[0] + list(text_data.wiki_sentences())
+    parts = {
+        "lee_background": lambda: text_data.split_heldout(text_data.background_sentences(), cfg.heldout)[0],
+        "wiki": lambda: list(text_data.wiki_sentences()),
+    }
+    return [s for name in cfg.corpus for s in parts[name]()]
 
 
 def token_counts(tokenizer_dir: Path, cfg: TextEvalConfig) -> np.ndarray:

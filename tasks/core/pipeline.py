@@ -8,7 +8,7 @@ from model_compression.config import load
 from tasks.core.stage import Stage
 
 ORDER: tuple[str, ...] = (
-    "zoo", "fetch", "baseline", "score", "prune", "quantize", "factorize", "distill", "recipe", "search",
+    "zoo", "fetch", "baseline", "score", "prune", "quantize", "factorize", "teach", "distill", "recipe", "search",
     "package", "validate", "benchmark", "publish", "report",
 )  # fmt: skip
 

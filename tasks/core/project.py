@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 ARTIFACT_STAGES = ("baseline", "prune", "quantize", "factorize", "distill", "recipe", "search")
 REQUIRED = ("kind", "source", "tolerance")
-SECTIONS = ("seed", "arch", "train", "eval", "score", "prune", "quantize", "factorize", "distill", "recipe",
+SECTIONS = ("seed", "arch", "train", "eval", "score", "prune", "quantize", "factorize", "teach", "distill", "recipe",
             "search", "bench")  # fmt: skip
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # model names are folder names and DVC stage names
 

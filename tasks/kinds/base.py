@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from model_compression.evaluate.result import Evaluation
     from tasks.core.project import Project
 
-CAPABILITIES = ("baseline", "load", "export", "calibration", "evaluate", "distill", "finetune", "token_counts")
+CAPABILITIES = (
+    "baseline", "load", "export", "calibration", "evaluate", "teach", "distill", "finetune", "token_counts",
+)  # fmt: skip
 _ALLOWED: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("capabilities", default=None)
 F = TypeVar("F", bound=Callable[..., Any])
 Evaluate = Callable[[Path, "np.ndarray | None"], "Evaluation"]
@@ -111,6 +113,8 @@ class Kind:
         name: the ``kind`` value of a catalogue entry.
         recipe_steps: the recipe steps (``model_compression.registry.STEPS``) the kind supports.
         distill_config: ``"module:Class"`` of its ``distill`` section's config, or None.
+        teach_config: ``"module:Class"`` of its ``teach`` section's config (the teacher
+            cache distillation reads), or None: the kind's distillation runs the teacher itself.
         default_eval: the ``eval`` section an entry gets when it has none (None: required).
         baseline_sections: the entry sections building the baseline reads.
     """
@@ -119,6 +123,7 @@ class Kind:
     baseline_sections: tuple[str, ...] = ()
     recipe_steps: frozenset[str] = frozenset()
     distill_config: str | None = None
+    teach_config: str | None = None
     default_eval: ClassVar[dict[str, Any] | None] = None
 
     # -- light: no heavy imports; every stage of the kind may call these -----------------
@@ -127,6 +132,12 @@ class Kind:
         if self.distill_config is None:
             raise ValueError(f"kind {self.name!r} has no distillation")
         return from_dict(load(self.distill_config), project.section(model, "distill") or {}, f"{model}.distill")
+
+    def teach_settings(self, project: Project, model: str) -> Any:
+        """The validated config of the entry's ``teach`` section."""
+        if self.teach_config is None:
+            raise ValueError(f"kind {self.name!r} has no teacher cache")
+        return from_dict(load(self.teach_config), project.section(model, "teach") or {}, f"{model}.teach")
 
     def check(self, project: Project, model: str) -> None:
         """Parse the entry's kind-specific sections, so a malformed one fails before any work."""
@@ -167,6 +178,8 @@ class Kind:
 
     def skip_reason(self, project: Project, model: str, technique: str) -> str | None:
         """Why ``technique`` cannot apply to this model (its stage records it), or None."""
+        if technique == "teach" and self.teach_config is None:
+            return f"kind {self.name!r} distils against its teacher directly: no teacher cache"
         return None
 
     def lineage(self, project: Project, model: str) -> dict[str, Any]:
@@ -196,8 +209,16 @@ class Kind:
         """``evaluate(path, reference outputs or None) -> Evaluation``; data read once."""
         raise NotImplementedError
 
-    def distill(self, project: Project, model: str, teacher: nn.Module) -> tuple[nn.Module, list[float]]:
-        """A smaller student trained against ``teacher``; (student, losses)."""
+    def teach(self, project: Project, model: str, out: Path) -> dict[str, Any]:
+        """Write the teacher's outputs on the training text to ``out`` (``stages/teach.py``),
+        for ``distill`` to train against; the stage's summary."""
+        raise NotImplementedError
+
+    def distill(
+        self, project: Project, model: str, teacher: nn.Module
+    ) -> tuple[nn.Module, list[float] | dict[str, Any]]:
+        """A smaller student trained against ``teacher``; (student, losses per step, or
+        ``{"losses": [...], ...}`` with what else the training measured)."""
         raise NotImplementedError
 
     def finetune(self, project: Project, model: str, net: nn.Module, teacher: nn.Module, cfg: Any) -> list[float]:

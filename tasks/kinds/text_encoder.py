@@ -34,6 +34,7 @@ class TextEncoder(Kind):
          "kmeans_sensitive", "int8", "int4", "embed_lowbit", "fuse"}
     )  # fmt: skip
     distill_config = "model_compression.distill.embedding:EmbeddingDistillConfig"
+    teach_config = "model_compression.distill.teacher_cache:TeacherCacheConfig"
     default_eval: ClassVar[dict[str, Any] | None] = {}  # every field of TextEvalConfig has a default
 
     def eval_config(self, project: Project, model: str) -> TextEvalConfig:
@@ -41,6 +42,12 @@ class TextEncoder(Kind):
 
     def check(self, project: Project, model: str) -> None:
         self.eval_config(project, model)
+
+    def skip_reason(self, project: Project, model: str, technique: str) -> str | None:
+        if technique == "distill" and project.section(model, "distill") and project.section(model, "teach") is None:
+            where = project.param_path(model, "teach") or f"models.{model}.teach"
+            return f"distillation trains against the teacher cache, and {where} is null in params.yaml"
+        return super().skip_reason(project, model, technique)
 
     def data_inputs(self, project: Project, model: str) -> dict[str, Path]:
         return {"tokenizer": project.stage_dir(model, "baseline")}  # evaluation data ships with gensim
@@ -99,17 +106,41 @@ class TextEncoder(Kind):
         cfg, folder, threads = self.eval_config(project, model), project.stage_dir(model, "baseline"), project.threads
         return lambda path, reference: sentence.evaluate(path, folder, cfg, threads, reference)
 
-    @capability("distill")
-    def distill(self, project: Project, model: str, teacher: nn.Module) -> tuple[nn.Module, list[float]]:
-        import dataclasses
-
-        from model_compression.distill import embedding
+    @capability("teach")
+    def teach(self, project: Project, model: str, out: Path) -> dict[str, Any]:
+        from model_compression.distill import teacher_cache
         from model_compression.kinds import text_encoder
 
-        cfg = dataclasses.replace(self.distill_settings(project, model), seed=project.seed)
-        tok = text_encoder.tokenizer(project.stage_dir(model, "baseline"))
+        folder = project.stage_dir(model, "baseline")
+        teacher, tok = text_encoder.load(folder)
         sentences = text_encoder.train_sentences(self.eval_config(project, model))
-        return embedding.distill(teacher, tok, sentences, cfg)  # type: ignore[arg-type]
+        return teacher_cache.build(teacher, tok, sentences, out, self.teach_settings(project, model))
+
+    @capability("distill")
+    def distill(self, project: Project, model: str, teacher: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+        import dataclasses
+        import logging
+        import time
+
+        from model_compression.distill import embedding, teacher_cache
+
+        cfg = dataclasses.replace(self.distill_settings(project, model), seed=project.seed)
+        cache = teacher_cache.load(project.stage_dir(model, "teach"))
+        # beside the stage folders, not in the run's partial folder: a killed run resumes from it
+        checkpoint = project.stage_dir(model, "distill").parent / ".checkpoints" / "distill.pt"
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        log, start = logging.getLogger("pipeline"), time.monotonic()
+
+        def progress(step: int, steps: int, parts: dict[str, float]) -> None:
+            if step % cfg.checkpoint_every and step != steps:
+                return
+            shown = " ".join(f"{k} {v:.4f}" for k, v in parts.items())
+            log.info("%s/distill step %d/%d (%d%%, %.0f s): %s", model, step, steps, 100 * step // steps,
+                     time.monotonic() - start, shown)  # fmt: skip
+
+        student, history = embedding.distill(teacher, cache, cfg, checkpoint, progress)  # type: ignore[arg-type]
+        checkpoint.unlink(missing_ok=True)  # done: the stage's output holds the student
+        return student, history
 
     @capability("token_counts")
     def token_counts(self, project: Project, model: str) -> np.ndarray:

@@ -28,6 +28,12 @@ def test_each_stage_depends_on_the_code_it_runs_and_no_other():
     assert prune in deps("recipe.fashion-cnn")  # deep-compression prunes
     assert prune not in deps("recipe.minilm")  # drop-in: fusion, table coding and int8 only
     assert "model_compression/quantize/embedding_tiers.py" in deps("recipe.minilm")
+    # the student trains against the teacher cache; the cache never depends on the student's code
+    assert "data/minilm/teach" in deps("distill.minilm")
+    assert "model_compression/distill/embedding.py" not in deps("teach.minilm")
+    assert "teach.fashion-cnn" in stages and "model_compression/distill/teacher_cache.py" not in deps(
+        "teach.fashion-cnn"
+    )
     assert prune not in deps("baseline.fashion-cnn") and prune not in deps("validate.minilm")
     assert package in deps("package.minilm") and package not in deps("prune.minilm")
     # evaluation code re-runs the stages that evaluate, never the CNN's training

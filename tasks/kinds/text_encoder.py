@@ -108,13 +108,18 @@ class TextEncoder(Kind):
 
     @capability("teach")
     def teach(self, project: Project, model: str, out: Path) -> dict[str, Any]:
+        from model_compression.datasets import text as text_data
         from model_compression.distill import teacher_cache
         from model_compression.kinds import text_encoder
 
-        folder = project.stage_dir(model, "baseline")
+        folder, cfg = project.stage_dir(model, "baseline"), self.eval_config(project, model)
         teacher, tok = text_encoder.load(folder)
-        sentences = text_encoder.train_sentences(self.eval_config(project, model))
-        return teacher_cache.build(teacher, tok, sentences, out, self.teach_settings(project, model))
+        sentences = text_encoder.train_sentences(cfg)
+        held = text_data.split_heldout(text_data.background_sentences(), cfg.heldout)[1]
+        if set(held) & set(sentences):  # the held-out cosine must measure text the student never saw
+            raise ValueError(f"{model}: {len(set(held) & set(sentences))} held-out sentences are in the training text")
+        meta = teacher_cache.build(teacher, tok, sentences, out, self.teach_settings(project, model))
+        return {**meta, "heldout_sentences": len(held), "heldout_sha256": teacher_cache.corpus_sha256(held)}
 
     @capability("distill")
     def distill(self, project: Project, model: str, teacher: nn.Module) -> tuple[nn.Module, dict[str, Any]]:

@@ -16,6 +16,7 @@ def test_the_teacher_cache_is_reused_when_the_student_changes(tiny_built: Path):
     teach = json.loads((p.data / "tiny-text" / "teach.record.json").read_text())
     distill = json.loads((p.data / "tiny-text" / "distill.record.json").read_text())["summary"]
     assert teach["summary"]["sentences"] > 1000 and teach["summary"]["config"]["hidden"]
+    assert teach["summary"]["heldout_sentences"] == 40 and len(teach["summary"]["heldout_sha256"]) == 64
     assert distill["steps"] == 6 and [s for s, _ in distill["val_cosine"]] == [3, 6]
     assert not (p.data / "tiny-text" / ".checkpoints" / "distill.pt").exists()  # removed once the student is out
 

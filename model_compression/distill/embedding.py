@@ -54,6 +54,9 @@ class EmbeddingDistillConfig:
         checkpoint_every: steps between checkpoints, and validations (default 200).
         validation: sentences held back from training at the cache's end, for the
             validation cosine (default 256).
+        bucket: each batch is a random window of sentences sorted by length (ties in a
+            seeded random order), so little compute goes to padding: about half the step
+            time on sentences of 5-64 tokens (default True; False draws rows uniformly).
     """
 
     layers: tuple[int, ...] = (0, 2, 4)
@@ -71,6 +74,7 @@ class EmbeddingDistillConfig:
     freeze_word_embeddings: bool = True
     checkpoint_every: int = 200
     validation: int = 256
+    bucket: bool = True
 
     def __post_init__(self) -> None:
         if not self.layers:
@@ -162,6 +166,8 @@ def distill(
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator
     val_rows = np.arange(train_rows, len(cache))
+    lengths = np.diff(cache.offsets)[:train_rows]
+    by_length = np.lexsort((np.random.default_rng(cfg.seed).permutation(train_rows), lengths))
     history: dict[str, Any] = {"losses": [], "val_cosine": [], "resumed_at": 0}
     key = fingerprint(teacher, cache, cfg) if checkpoint else ""
     if checkpoint and checkpoint.is_file():
@@ -175,7 +181,11 @@ def distill(
             history = {**saved["history"], "resumed_at": int(saved["step"])}
     student.train()
     for step in range(history["resumed_at"], cfg.steps):
-        rows = torch.randint(train_rows, (cfg.batch_size,), generator=gen).numpy()
+        if cfg.bucket:
+            start = int(torch.randint(train_rows - cfg.batch_size + 1, (1,), generator=gen))
+            rows = by_length[start : start + cfg.batch_size]
+        else:
+            rows = torch.randint(train_rows, (cfg.batch_size,), generator=gen).numpy()
         out = losses(student, cache.batch(rows), cfg)
         opt.zero_grad()
         out["loss"].backward()

@@ -256,12 +256,6 @@ def tiny_built_once(
         tmp_path_factory.mktemp("built") / "project",
         tiny_params(s3_server.endpoint_url, tiny_bert_dir, tiny_fmnist_dir, "built"),
     )
-    from tasks.core.project import Project
-    from tasks.pools import profile_kernels
-
-    # The kernel profile first, as a nightly measures it: int8 reads it, so the copies of this
-    # build and any later run share one measured profile (a 2 ms one flips under load)
-    profile_kernels(Project.at(root))
     for model in ("tiny-text", "tiny-cnn"):
         run_until(root, model, "benchmark")
     return root

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from model_compression.distill.teacher_cache import TeacherCache
-from model_compression.models.text_encoder import SentenceEncoder, layer_drop_student
+from model_compression.models.text_encoder import SentenceEncoder, layer_drop_student, mean_pool
 
 Progress = Callable[[int, int, dict[str, float]], None]  # (step, steps, {"loss", ..., "val_cosine"})
 
@@ -105,7 +105,7 @@ def losses(student: SentenceEncoder, batch: dict[str, torch.Tensor], cfg: Embedd
     inner: Any = student.encoder
     hidden = inner(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    emb = nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+    emb = mean_pool(hidden, batch["attention_mask"])
     target = batch["embedding"]
     parts = {
         "cosine": (1 - (emb * target).sum(-1)).mean(),

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from model_compression.models.fashion_cnn import TrainConfig, predict_logits, train
-from model_compression.models.text_encoder import tokenize
+from model_compression.models.text_encoder import mean_pool, tokenize
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,7 @@ def finetune_classifier(
 def _states(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """(L2-normalised mean-pooled embedding, hidden states) of a SentenceEncoder."""
     out = model.encoder(**batch, output_hidden_states=True)  # type: ignore[operator]
-    mask = batch["attention_mask"].unsqueeze(-1).to(out.last_hidden_state.dtype)
-    pooled = (out.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return nn.functional.normalize(pooled, dim=-1), out.hidden_states
+    return mean_pool(out.last_hidden_state, batch["attention_mask"]), out.hidden_states
 
 
 def finetune_encoder(

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model_compression.models.text_encoder import tokenize
+from model_compression.models.text_encoder import mean_pool, tokenize
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,7 @@ def build(teacher: torch.nn.Module, tokenizer: Any, sentences: list[str], out: P
             rows = order[start : start + cfg.batch_size]
             feeds = tokenize(tokenizer, [sentences[r] for r in rows], cfg.max_length)
             states = inner(**feeds).last_hidden_state  # one pass: the embedding is pooled from it
-            mask = feeds["attention_mask"].unsqueeze(-1).to(states.dtype)
-            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            emb[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+            emb[rows] = mean_pool(states, feeds["attention_mask"]).numpy()
             if hid is not None:
                 for i, r in enumerate(rows):
                     hid[offsets[r] : offsets[r + 1]] = states[i, : lengths[r]].numpy()

@@ -16,6 +16,13 @@ import torch
 from torch import nn
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Unit sentence vectors (B, D): the mask-weighted mean of ``hidden`` (B, T, D), L2-normalised."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return nn.functional.normalize(pooled, dim=-1)
+
+
 class SentenceEncoder(nn.Module):
     """Wraps a transformers encoder so ``forward(input_ids, attention_mask)`` -> (B, D) unit vectors."""
 
@@ -25,9 +32,7 @@ class SentenceEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, dim=-1)
+        return mean_pool(hidden, attention_mask)
 
 
 def load_encoder(folder: str | Path) -> tuple[SentenceEncoder, Any]:

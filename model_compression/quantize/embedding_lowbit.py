@@ -156,10 +156,6 @@ def dequantize(t: LowBitTable) -> np.ndarray:
     return _decode(codes, t.scale, t.offset).reshape(rows, cols)
 
 
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-
-
 def table_initializers(table: str, t: LowBitTable) -> list[onnx.TensorProto]:
     """The stored form of ``t``: ``<table>_lowbit_{packed,scale,offset}``."""
     parts = {"packed": t.packed, "scale": t.scale, "offset": t.offset}

@@ -68,7 +68,7 @@ def cleanup() -> None:
             log.warning("deleted the unfinished upload %s", prefix)
     except Exception as e:  # S3 may be what failed: the version has no manifest and is never referenced
         log.warning("could not delete an unfinished upload: %s", e)
-    for folder in list(stage.ACTIVE):
+    for folder in stage.stop_commits():
         shutil.rmtree(folder, ignore_errors=True)
         log.warning("removed the unfinished output %s", folder)
     for held in list(lease.HELD):

@@ -25,6 +25,7 @@ import logging
 import os
 import platform
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -107,6 +108,24 @@ class DiskFullError(OSError):
 
 # Output folders being written right now (``<stage>.partial-*``): what a cancelled run removes.
 ACTIVE: set[Path] = set()
+# Stages run in worker threads while a signal handler runs in the main thread: the handler
+# and a stage's final swap (folder rename + record) take this lock, so a stage either
+# commits completely before the clean-up or never commits.
+_COMMIT = threading.RLock()  # re-entrant: the handler may interrupt a commit in its own thread
+_STOPPING = False
+
+
+class StageStopped(RuntimeError):
+    """The run is stopping (a signal): a finished stage is not committed."""
+
+
+def stop_commits() -> list[Path]:
+    """Refuse every later commit in this process and return the partial folders in flight
+    (waits while a stage is committing, so none is half swapped)."""
+    global _STOPPING
+    with _COMMIT:
+        _STOPPING = True
+        return sorted(ACTIVE)
 
 
 def reset_peak_rss() -> None:
@@ -259,11 +278,16 @@ class Stage:
             "peak_rss_mb": peak_rss_mb(),
             "summary": summary,
         }
-        record_path(out).unlink(missing_ok=True)  # no record while the folder is swapped
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-        ACTIVE.discard(tmp)
-        _write_atomic(record_path(out), record)
+        with _COMMIT:
+            if _STOPPING:
+                ACTIVE.discard(tmp)
+                shutil.rmtree(tmp, ignore_errors=True)  # the clean-up may have removed it already
+                raise StageStopped(f"{model}/{self.name}: the run is stopping; {tmp} is not committed")
+            record_path(out).unlink(missing_ok=True)  # no record while the folder is swapped
+            shutil.rmtree(out, ignore_errors=True)
+            tmp.rename(out)
+            ACTIVE.discard(tmp)
+            _write_atomic(record_path(out), record)
         log.info("%s/%s: done in %.1f s, peak RSS %s MiB", model, self.name, record["seconds"], record["peak_rss_mb"])
         return record
 

@@ -35,7 +35,7 @@ def test_sigterm_mid_stage_stops_promptly_and_leaves_nothing_half_done(
 ):
     port = _free_port()  # nothing answers there: the run starts its own embedded SeaweedFS
     params = tiny_params(f"http://127.0.0.1:{port}", tiny_bert_dir, tiny_fmnist_dir, "cancel")
-    params["models"]["tiny-cnn"]["train"]["epochs"] = 40  # a baseline that trains long enough to interrupt
+    params["models"]["tiny-cnn"]["train"]["epochs"] = 400  # a baseline that trains long enough to interrupt
     root = make_project(tmp_path / "project", params)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_"))}
     env.update(

@@ -16,7 +16,7 @@ import argparse
 import statistics
 
 from model_compression.runtime.compare import benchmark_files
-from tasks.core.project import ARTIFACT_STAGES, Project
+from tasks.core.project import Project
 from tasks.stages.benchmark import bench_settings
 
 
@@ -33,13 +33,13 @@ def main() -> None:
     project = Project.at(a.root)
     for model in a.models or project.catalogue():
         cfg = bench_settings(project, model)
-        files = {s: project.artifact(model, s) for s in ARTIFACT_STAGES}
+        files = project.artifacts(model)
         runs = [benchmark_files(files, cfg) for _ in range(a.repeats)]
         b = str(cfg.batch_sizes[0])
         print(f"### {model}: {a.repeats} repeats, batch {b}, {cfg.runs} timed runs each, threads={cfg.threads}\n")
         print("| artifact | median p50 ms | p50 spread across repeats | median speed-up | speed-up spread |")
         print("|---|---|---|---|---|")
-        for s in ARTIFACT_STAGES:
+        for s in files:
             p50 = [r["results"][s][b]["p50_ms"] for r in runs]
             up = [r["speedup_vs_fp32"][s][b] for r in runs]
             cells = [s, f"{statistics.median(p50):.2f}", f"{spread(p50):.1%}"]

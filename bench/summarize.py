@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from tasks.core.project import ARTIFACT_STAGES, Project
+from tasks.core.project import Project
 from tasks.evaluation import load_rows
 
 
@@ -22,7 +22,7 @@ def model_table(project: Project, model: str) -> str:
     head += [f"speed-up (b={b})" for b in batches] + ["load ms", "model RSS MiB", "published"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     metrics = project.read_output(model, "report", "metrics.json")
-    for s in (s for s in ARTIFACT_STAGES if s in rows):
+    for s in (s for s in project.artifact_names(model) if s in rows):
         r, lat = rows[s], bench["results"][s]
         cells = [
             "fp32" if s == "baseline" else s + (" (storage-only)" if metrics[s].get("storage_only") else ""),
@@ -57,7 +57,7 @@ def package_table(project: Project, model: str) -> str:
     head = ["artifact", "ONNX bytes", "package bytes", "× smaller than fp32 ONNX", "entropy bound bytes"]
     head += ["coded / bound", "MDL bits (package + label NLL)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for s in (s for s in ARTIFACT_STAGES if s in packages):
+    for s in (s for s in project.artifact_names(model) if s in packages):
         pk, m = packages[s], metrics[s]
         mdl = "n/a (no labels to code)" if m["mdl_bits"] is None else f"{m['mdl_bits']:,.0f}"
         cells = ["fp32" if s == "baseline" else s, f"{m['size_bytes']:,}", f"{pk['package_bytes']:,}"]

@@ -28,6 +28,7 @@ from tasks import chains
 from tasks.core.project import Project
 from tasks.core.stage import library_versions, write_json
 from tasks.evaluation import evaluate_artifacts, load_rows
+from tasks.gates.regression import bootstrap
 from tasks.gates.tolerance import judge, tolerance
 from tasks.pools import local_pool, pools, resolve_preset
 from tasks.present.console import summarize
@@ -43,7 +44,8 @@ def _pool_quantize(project: Project, model: str, preset: str, out: Path) -> tupl
     done, _ = chains.apply(project, model, [("int8", chains.config(project, model, "quantize"))], dst, torch_model=None,
                            preset=preset)  # fmt: skip
     info = done[0]
-    rows = evaluate_artifacts(project, model, {"baseline": project.artifact(model, "baseline"), "quantize": dst})
+    files = {"baseline": project.artifact(model, "baseline"), "quantize": dst}
+    rows = evaluate_artifacts(project, model, files, bootstrap(project))
     judge(rows, tolerance(project, model))
     write_json(
         dst.parent / "record.json",

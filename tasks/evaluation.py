@@ -13,6 +13,7 @@ import numpy as np
 
 from model_compression.evaluate.result import Evaluation
 from model_compression.info.onnx_weights import onnx_weight_bound
+from model_compression.stats.bootstrap import Bootstrap
 from tasks.core.project import Project
 
 log = logging.getLogger("pipeline")
@@ -31,20 +32,32 @@ def artifact_row(name: str, path: Path, metrics: dict[str, float]) -> dict[str, 
     }
 
 
-def evaluate_artifacts(project: Project, model: str, files: dict[str, Path]) -> list[dict[str, Any]]:
+def intervals(result: Evaluation, base: Evaluation, boot: Bootstrap) -> dict[str, dict[str, float]]:
+    """``{metric: paired bootstrap interval of (result - fp32)}`` for every metric both
+    evaluations have a per-example form of (the same examples, resampled together)."""
+    mine, theirs = result.statistics(), base.statistics()
+    return {m: boot.paired(stat, theirs[m][0], n).as_dict() for m, (stat, n) in mine.items() if m in theirs}
+
+
+def evaluate_artifacts(
+    project: Project, model: str, files: dict[str, Path], boot: Bootstrap | None = None
+) -> list[dict[str, Any]]:
     """One metrics row per ONNX file (name -> path); ``files`` starts with the fp32
-    ``baseline``, which every other file is compared with."""
+    ``baseline``, which every other file is compared with. With ``boot``, each other row
+    carries ``intervals``: its paired bootstrap intervals against fp32."""
     if next(iter(files), None) != "baseline":
         raise ValueError(f"evaluate_artifacts: the first file must be the fp32 baseline, got {list(files)}")
     kind = project.kind(model)
     evaluate = kind.evaluator(project, model)
     embeds = kind.embeds(project, model)
-    rows, reference = [], None
+    rows, reference, base = [], None, None
     for stage, path in files.items():
         result: Evaluation = evaluate(path, reference)
-        if reference is None:
-            reference = result.outputs  # the baseline comes first: every other artifact compares to it
+        if base is None:
+            base, reference = result, result.outputs  # the baseline comes first: every other artifact compares to it
         row = artifact_row(stage, path, result.metrics)
+        if boot is not None and result is not base:
+            row["intervals"] = intervals(result, base, boot)
         if embeds:  # mean L2 norm of the held-out embeddings: the release suite bounds it against fp32
             row["embedding_norm"] = float(np.linalg.norm(np.asarray(result.outputs, dtype=np.float64), axis=1).mean())
         rows.append(row)

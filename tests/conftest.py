@@ -109,6 +109,17 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str, zoo: str =
                 {"step": "embed_lowbit", "mean_bits": 2.5, "block_size": 32},
                 {"step": "int8", "op_types": ["MatMul", "Attention"]},
             ],
+            # from the distilled student: fusion, int8, then the table below 4 bits, held to
+            # task quality (polarity: no significant drop) instead of the cosine to fp32
+            "tiny-re-embed": {
+                "from": "distill",
+                "tolerance": {"lee_pearson": {"relative": 1.0}, "polarity_accuracy": "interval"},
+                "steps": [
+                    {"step": "fuse", "num_heads": 2, "hidden_size": 32},
+                    {"step": "int8", "op_types": ["MatMul", "Attention"]},
+                    {"step": "embed_lowbit", "mean_bits": 3.0, "choices": [3], "block_size": 32},
+                ],
+            },
             "tiny-deep-compression": [
                 {"step": "prune_channels", "amount": 0.5},
                 {"step": "finetune", "train": {"epochs": 1, "subset": 512, "lr": 0.002}},
@@ -146,7 +157,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str, zoo: str =
                     "checkpoint_every": 3,
                     "validation": 16,
                 },
-                "recipe": "tiny-drop-in",
+                "recipe": ["tiny-drop-in", "tiny-re-embed"],
                 "search": None,
                 "bench": {"batch_sizes": [1], "seq_len": 16, "warmup": 2, "runs": 5},
             },

@@ -40,7 +40,8 @@ def _run(root: Path, name: str, kill: str | None = None) -> subprocess.Completed
 
 
 def _artifacts(root: Path) -> dict[str, str]:
-    return {p.parent.name: sha256_file(p) for p in sorted((root / "data" / MODEL).glob("*/model.onnx"))}
+    folder = root / "data" / MODEL  # a recipe's artifact is one level deeper: recipe/<name>/
+    return {p.parent.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("model.onnx"))}
 
 
 def _forget(root: Path, name: str) -> None:

@@ -115,7 +115,7 @@ def losses(student: SentenceEncoder, batch: dict[str, torch.Tensor], cfg: Embedd
         parts["hidden"] = (((hidden - batch["hidden"]) ** 2) * mask).sum() / (mask.sum() * hidden.shape[-1])
     weights = {"cosine": cfg.cosine_weight, "similarity": cfg.similarity_weight, "hidden": cfg.hidden_weight}
     total = sum(weights[k] * v for k, v in parts.items())
-    return {"loss": total, **{k: float(v) for k, v in parts.items()}}
+    return {"loss": total, **{k: float(v.detach()) for k, v in parts.items()}}
 
 
 def fingerprint(teacher: nn.Module, cache: TeacherCache, cfg: EmbeddingDistillConfig) -> str:
@@ -192,9 +192,9 @@ def distill(
         nn.utils.clip_grad_norm_(params, cfg.clip_norm)
         opt.step()
         sched.step()
-        history["losses"].append(float(out["loss"]))
+        history["losses"].append(float(out["loss"].detach()))
         done = step + 1
-        report = {k: v for k, v in out.items() if k != "loss"} | {"loss": float(out["loss"])}
+        report = {k: v for k, v in out.items() if k != "loss"} | {"loss": history["losses"][-1]}
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             if len(val_rows):
                 history["val_cosine"].append([done, _validate(student, cache, val_rows)])

@@ -22,14 +22,21 @@ def lee_pearson(embeddings: np.ndarray, human: np.ndarray) -> float:
     return float(np.corrcoef((e @ e.T)[iu], human[iu])[0, 1])
 
 
-def probe_accuracy(embeddings: np.ndarray, labels: np.ndarray, folds: int = 10, seed: int = 0) -> float:
-    """Mean k-fold accuracy of a logistic-regression probe on frozen embeddings."""
+def probe_hits(embeddings: np.ndarray, labels: np.ndarray, folds: int = 10, seed: int = 0) -> np.ndarray:
+    """Per example, 1.0 where a logistic-regression probe on frozen embeddings, trained on
+    the other k-1 folds, labels it right (k-fold cross-validated predictions)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = cross_val_score(LogisticRegression(max_iter=2000), embeddings, labels, cv=cv)
-    return float(np.mean(scores))
+    predicted = cross_val_predict(LogisticRegression(max_iter=2000), embeddings, labels, cv=cv)
+    return (predicted == np.asarray(labels)).astype(np.float64)
+
+
+def probe_accuracy(embeddings: np.ndarray, labels: np.ndarray, folds: int = 10, seed: int = 0) -> float:
+    """k-fold cross-validated accuracy of a logistic-regression probe on frozen embeddings
+    (pooled over the examples; equal to the mean fold accuracy when folds are equal)."""
+    return float(probe_hits(embeddings, labels, folds, seed).mean())
 
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,14 +48,19 @@ def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((na * nb).sum(1).mean())
 
 
+def pair_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of each row pair ``a[i]``, ``b[i]``."""
+    na = a / np.linalg.norm(a, axis=1, keepdims=True)
+    nb = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.asarray((na * nb).sum(1))
+
+
 def pair_spearman(a: np.ndarray, b: np.ndarray, human: np.ndarray) -> float:
     """Spearman rank correlation between the cosines of rows ``a[i]``, ``b[i]`` and
     ``human[i]``; 0.0 when the cosines are all equal to within 1e-9 (they rank nothing)."""
     from scipy.stats import spearmanr
 
-    na = a / np.linalg.norm(a, axis=1, keepdims=True)
-    nb = b / np.linalg.norm(b, axis=1, keepdims=True)
-    cos = (na * nb).sum(1)
+    cos = pair_cosines(a, b)
     if np.ptp(cos) < 1e-9:
         return 0.0
     return float(spearmanr(cos, human).statistic)

@@ -5,7 +5,7 @@ regression gate (a paired bootstrap over the same examples)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +21,8 @@ class Evaluation:
         form (then the regression gate compares latency only).
     statistic: the headline on a subset of examples (indices into ``examples``).
     examples: how many examples ``statistic`` draws from.
+    per_metric: ``{metric: (statistic, examples)}`` for every metric with a per-example
+        form (the headline's included): what bootstrap intervals against fp32 resample.
     """
 
     metrics: dict[str, float]
@@ -28,6 +30,15 @@ class Evaluation:
     headline: str | None = None
     statistic: Statistic | None = None
     examples: int = 0
+    per_metric: dict[str, tuple[Statistic, int]] = field(default_factory=dict)
+
+    def statistics(self) -> dict[str, tuple[Statistic, int]]:
+        """Every per-example form: ``per_metric``, or the headline's alone."""
+        if self.per_metric:
+            return dict(self.per_metric)
+        if self.headline is None or self.statistic is None:
+            return {}
+        return {self.headline: (self.statistic, self.examples)}
 
 
 def mean_of(values: np.ndarray) -> Statistic:

@@ -13,7 +13,7 @@ import numpy as np
 
 from model_compression.datasets import text as text_data
 from model_compression.evaluate import embedding as emb_eval
-from model_compression.evaluate.result import Evaluation, pearson_of
+from model_compression.evaluate.result import Evaluation, Statistic, mean_of, pearson_of, spearman_of
 from model_compression.kinds.text_encoder import TextEvalConfig, tokenizer
 from model_compression.models.text_encoder import tokenize
 from model_compression.runtime.session import check_inputs, make_session
@@ -42,10 +42,12 @@ def evaluate(
     held_emb = emb_eval.embed_all(embed, held, cfg.batch_size)
     pol_emb = emb_eval.embed_all(embed, pol.texts, cfg.batch_size)
     lee_emb = emb_eval.embed_all(embed, lee.docs, cfg.batch_size)
+    hits = emb_eval.probe_hits(pol_emb, pol.labels, cfg.folds)
+    wordsim, wordsim_stat = _wordsim(embed, cfg.batch_size)
     metrics = {
         "lee_pearson": emb_eval.lee_pearson(lee_emb, lee.human),
-        "polarity_accuracy": emb_eval.probe_accuracy(pol_emb, pol.labels, cfg.folds),
-        "wordsim_spearman": _wordsim(embed, cfg.batch_size),
+        "polarity_accuracy": float(hits.mean()),
+        "wordsim_spearman": wordsim,
         "cosine_to_fp32": 1.0 if reference is None else emb_eval.mean_cosine(held_emb, reference),
     }
     if not all(np.isfinite(v) for v in metrics.values()):
@@ -53,14 +55,21 @@ def evaluate(
     unit = lee_emb / np.linalg.norm(lee_emb, axis=1, keepdims=True)
     pairs = np.triu_indices(len(unit), 1)
     statistic = pearson_of((unit @ unit.T)[pairs], lee.human[pairs])
-    return Evaluation(metrics, held_emb, "lee_pearson", statistic, len(pairs[0]))
+    per_metric = {
+        "lee_pearson": (statistic, len(pairs[0])),
+        "polarity_accuracy": (mean_of(hits), len(hits)),  # the probes stay fit on all folds
+        "wordsim_spearman": wordsim_stat,
+    }
+    return Evaluation(metrics, held_emb, "lee_pearson", statistic, len(pairs[0]), per_metric)
 
 
-def _wordsim(embed: emb_eval.Embed, batch_size: int) -> float:
-    """Spearman of word-pair cosines against WordSim-353's human scores (each word embedded alone)."""
+def _wordsim(embed: emb_eval.Embed, batch_size: int) -> tuple[float, tuple[Statistic, int]]:
+    """Spearman of word-pair cosines against WordSim-353's human scores (each word embedded
+    alone), and its per-pair form."""
     ws = text_data.load_wordsim()
     words = sorted({w for pair in ws.pairs for w in pair})
     vectors = dict(zip(words, emb_eval.embed_all(embed, words, batch_size), strict=True))
     a = np.stack([vectors[x] for x, _ in ws.pairs])
     b = np.stack([vectors[y] for _, y in ws.pairs])
-    return emb_eval.pair_spearman(a, b, ws.human)
+    cos, human = emb_eval.pair_cosines(a, b), np.asarray(ws.human, dtype=np.float64)
+    return emb_eval.pair_spearman(a, b, ws.human), (spearman_of(cos, human), len(cos))

@@ -29,6 +29,22 @@ class Interval:
         return {"estimate": self.estimate, "low": self.low, "high": self.high, "confidence": self.confidence}
 
 
+@dataclass(frozen=True)
+class Bootstrap:
+    """How intervals are drawn: two-sided ``confidence`` (default 0.95), ``resamples``
+    (default 1000), and the resampling ``seed`` (default 0)."""
+
+    confidence: float = 0.95
+    resamples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.confidence, self.resamples)
+
+    def paired(self, stat_a: Statistic, stat_b: Statistic, n: int) -> Interval:
+        return paired(stat_a, stat_b, n, self.resamples, self.confidence, self.seed)
+
+
 def _check(confidence: float, resamples: int) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")

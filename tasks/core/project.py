@@ -5,6 +5,7 @@ Layout, per catalogue model ``M``::
     data/M/fetch/       fetched from the model zoo (weights, or the dataset to train on)
     data/M/baseline/    the fp32 reference: torch weights + model.onnx
     data/M/<stage>/     one folder per stage: its outputs plus record.json (the sidecar)
+    data/M/recipe/<R>/  one folder per recipe the entry names: the artifact called ``R``
     data/M/report/metrics.json   the figures `dvc metrics show` displays
 
 A catalogue entry names its ``kind`` and ``source``; every section it leaves out takes the
@@ -140,13 +141,36 @@ class Project:
     def stage_dir(self, model: str, stage: str) -> Path:
         return self.data / model / stage
 
-    def artifact(self, model: str, stage: str) -> Path:
-        return self.stage_dir(model, stage) / "model.onnx"
+    def recipe_names(self, model: str) -> list[str]:
+        """The recipes ``models.<model>.recipe`` names (one name or a list; null: none). Each
+        recipe's artifact is called by its name."""
+        names = self.section(model, "recipe")
+        names = [] if names is None else [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) < len(names):
+            raise ValueError(f"models.{model}.recipe must be a recipe name or a list of distinct names, got {names!r}")
+        clash = sorted(set(names) & set(ARTIFACT_STAGES))
+        if clash:
+            raise ValueError(f"recipe name(s) {clash} clash with artifact stages {list(ARTIFACT_STAGES)}: rename them")
+        return names
+
+    def artifact_names(self, model: str) -> list[str]:
+        """Every artifact ``model`` can have, in stage order: the artifact stages, with
+        ``recipe`` standing for the entry's recipes."""
+        out: list[str] = []
+        for s in ARTIFACT_STAGES:
+            out.extend(self.recipe_names(model) if s == "recipe" else [s])
+        return out
+
+    def artifact(self, model: str, name: str) -> Path:
+        """The ONNX file of artifact ``name``: a stage's, or a recipe's under ``recipe/``."""
+        if name not in ARTIFACT_STAGES and name in self.recipe_names(model):
+            return self.stage_dir(model, "recipe") / name / "model.onnx"
+        return self.stage_dir(model, name) / "model.onnx"
 
     def artifacts(self, model: str) -> dict[str, Path]:
-        """``{stage: model.onnx}`` of the artifact stages that produced one, in stage order
-        (a technique skipped for this model leaves only its record, with the reason)."""
-        return {s: self.artifact(model, s) for s in ARTIFACT_STAGES if self.artifact(model, s).is_file()}
+        """``{name: model.onnx}`` of the artifacts that were produced, in stage order (a
+        technique skipped for this model leaves only its record, with the reason)."""
+        return {n: self.artifact(model, n) for n in self.artifact_names(model) if self.artifact(model, n).is_file()}
 
     def skipped(self, model: str) -> dict[str, str]:
         """``{stage: reason}`` of the artifact stages skipped for ``model``."""
@@ -154,9 +178,10 @@ class Project:
         for s in ARTIFACT_STAGES:
             rec = self.stage_dir(model, s).with_name(f"{s}.record.json")  # the stage's sidecar record
             if rec.is_file():
-                reason = json.loads(rec.read_text()).get("summary", {}).get("skipped")
-                if reason:
-                    out[s] = str(reason)
+                summary = json.loads(rec.read_text()).get("summary", {})
+                if summary.get("skipped"):
+                    out[s] = str(summary["skipped"])
+                out.update(summary.get("recipes_skipped") or {})  # a recipe whose start was skipped
         return out
 
     def read_output(self, model: str, stage: str, name: str) -> Any:

@@ -32,7 +32,7 @@ from model_compression.config import from_dict
 from model_compression.hashing import sha256_file
 from model_compression.runtime.isolated import declared_inputs, synthetic_feeds
 from model_compression.runtime.session import make_session, measure_latency
-from model_compression.stats.bootstrap import paired, ratio_of_medians
+from model_compression.stats.bootstrap import Bootstrap, paired, ratio_of_medians
 from tasks.core.project import Project
 
 log = logging.getLogger("pipeline")
@@ -77,6 +77,13 @@ class RegressionConfig:
 
 def config(project: Project) -> RegressionConfig:
     return from_dict(RegressionConfig, project.params.get("regression") or {}, "regression")
+
+
+def bootstrap(project: Project) -> Bootstrap:
+    """The bootstrap settings of ``regression`` (confidence, resamples), seeded from params:
+    what every interval against fp32 is drawn with."""
+    cfg = config(project)
+    return Bootstrap(cfg.confidence, cfg.resamples, project.seed)
 
 
 def _timings(a: Path, b: Path, feeds: dict[str, np.ndarray], cfg: RegressionConfig, threads: int) -> tuple[Any, Any]:

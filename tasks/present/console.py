@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tasks.core.project import ARTIFACT_STAGES, Project
+from tasks.core.project import Project
 
 log = logging.getLogger("pipeline")
 
@@ -50,7 +50,7 @@ def table(project: Project, model: str) -> tuple[list[str], list[list[str]]]:
         "published",
     ]
     body = []
-    for s in (s for s in ARTIFACT_STAGES if s in metrics):  # metrics.json is key-sorted
+    for s in (s for s in project.artifact_names(model) if s in metrics):  # metrics.json is key-sorted
         m = metrics[s]
         why = "int8 slower than fp32 here" if m.get("int8_slower") else "failed tolerance"
         uri = m["uri"] or ("reference" if s == "baseline" else f"not published ({why})")

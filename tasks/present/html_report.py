@@ -200,6 +200,32 @@ def _trials_plot(trials: list[dict[str, Any]], quality: str) -> bytes:
     return data
 
 
+def _interval(iv: dict[str, float]) -> str:
+    return f"{iv['estimate']:+.4f} [{iv['low']:+.4f}, {iv['high']:+.4f}]"
+
+
+def _intervals_table(metrics: dict[str, Any]) -> str:
+    """Each artifact's change against fp32 per metric, with its paired bootstrap interval
+    (empty when the kind's metrics have no per-example form)."""
+    names = sorted({q for m in metrics.values() for q in m.get("intervals", {})})
+    if not names:
+        return ""
+    cells = []
+    for s, m in metrics.items():
+        ivs = m.get("intervals", {})
+        row = "".join(
+            f"<td>{ivs[q]['estimate']:+.4f} [{ivs[q]['low']:+.4f}, {ivs[q]['high']:+.4f}]</td>"
+            if q in ivs
+            else "<td></td>"
+            for q in names
+        )
+        cells.append(f"<tr><td>{html.escape(s)}</td>{row}</tr>" if ivs else "")
+    conf = next(iv["confidence"] for m in metrics.values() for iv in m.get("intervals", {}).values())
+    head = "".join(f"<th>{html.escape(q)}</th>" for q in names)
+    return (f"<p>Change against fp32, with its {conf:.0%} paired bootstrap interval over the evaluation examples:</p>"
+            f"<table><tr><th>artifact</th>{head}</tr>{''.join(cells)}</table>")  # fmt: skip
+
+
 def render(
     project: Project,
     model: str,
@@ -244,6 +270,7 @@ def render(
         + f"<td>{html.escape(metrics[s]['uri'] or ('reference' if s == 'baseline' else 'not published'))}</td></tr>"
         for s in metrics
     )
+    ci = _intervals_table(metrics)
     imgs = "".join(
         f'<figure><img alt="{n}" src="data:image/png;base64,{base64.b64encode(d).decode()}">'
         f"<figcaption>{n.replace('_', ' ')}</figcaption></figure>"
@@ -270,6 +297,7 @@ figure{{display:inline-block;margin:1em 1em 0 0}}img{{max-width:100%}}</style></
 {len(entries)} version(s) published on this pool so far.</p>
 {skipped}
 <table><tr><th>artifact</th>{"".join(f"<th>{c}</th>" for c in cols)}<th>published</th></tr>{rows}</table>
+{ci}
 {imgs}</body></html>
 """
     (out / "report.html").write_text(page)

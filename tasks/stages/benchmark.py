@@ -57,5 +57,5 @@ STAGE = Stage(
     name="benchmark",
     body=_body,
     inputs=lambda p, m: {s: p.stage_dir(m, s) for s in ARTIFACT_STAGES},
-    params=lambda p, m: ["threads", "pools", "model.kind", "model.bench"],
+    params=lambda p, m: ["threads", "pools", "model.kind", "model.bench", "model.recipe"],
 )

@@ -56,5 +56,5 @@ STAGE = Stage(
     name="package",
     body=_body,
     inputs=lambda p, m: {s: p.stage_dir(m, s) for s in ARTIFACT_STAGES},
-    params=lambda p, m: [],
+    params=lambda p, m: ["model.recipe"],  # which recipe artifacts there are, by name
 )

@@ -29,6 +29,7 @@ from tasks.core.project import Project
 from tasks.core.skip import skippable
 from tasks.core.stage import Stage
 from tasks.evaluation import evaluate_artifacts
+from tasks.gates.regression import bootstrap
 from tasks.gates.tolerance import judge, tolerance
 from tasks.pools import int8_target, kernel_watch
 
@@ -46,7 +47,8 @@ def _int8(project: Project, model: str, cfg: OnnxInt8Config, dst: Path) -> dict[
 
 
 def _judged(project: Project, model: str, path: Path) -> dict[str, Any]:
-    rows = evaluate_artifacts(project, model, {"baseline": project.artifact(model, "baseline"), "quantize": path})
+    files = {"baseline": project.artifact(model, "baseline"), "quantize": path}
+    rows = evaluate_artifacts(project, model, files, bootstrap(project))
     judge(rows, tolerance(project, model))
     return rows[1]
 
@@ -102,7 +104,7 @@ STAGE = Stage(
         "model.kind",
         "model.quantize",
         "model.eval",
-        *(["model.tolerance"] if _controlled(p, m) else []),
+        *(["model.tolerance", "regression"] if _controlled(p, m) else []),
     ],
     uses=lambda p, m: ["calibration", *(["evaluate"] if _controlled(p, m) else [])],
     code=lambda p, m: chains.step_modules("int8"),

@@ -1,16 +1,25 @@
-"""Stage ``recipe``: the model entry's named recipe (params.yaml ``recipes:``), a chain of
-techniques applied in order to one model, e.g. for the CNN
+"""Stage ``recipe``: the model entry's named recipes (params.yaml ``recipes:``), each a chain
+of techniques applied in order to one model, e.g. for the CNN
 prune channels -> fine-tune -> prune -> fine-tune -> k-means; for MiniLM int4 embeddings ->
-int8 MatMuls. Torch steps edit a copy of the fp32 model (fine-tuning distils from the
-fp32 teacher and keeps pruned weights at zero); the model is exported once, and ONNX steps
-rewrite the graph (``model_compression/chain.py``). Writes ``model.onnx`` and
-``steps.json`` (what each step did).
+int8 MatMuls. Each recipe's artifact is called by the recipe's name and goes through
+package, validate, benchmark and publish like the others.
+
+A recipe is a list of steps (it starts from the fp32 model), or a mapping:
+``steps`` (the list), ``from`` (``baseline``, default, or ``distill``: the student's ONNX
+graph, for ONNX steps only) and ``tolerance`` (its own, instead of the entry's: a recipe
+that re-embeds is held to task quality, a drop-in one to cosine with fp32).
+
+Torch steps edit a copy of the fp32 model (fine-tuning distils from the fp32 teacher and
+keeps pruned weights at zero); the model is exported once, and ONNX steps rewrite the
+graph (``model_compression/chain.py``). Writes ``<recipe>/model.onnx`` and
+``<recipe>/steps.json`` (what each step did).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,40 +33,83 @@ from tasks.core.stage import Stage, write_json
 from tasks.pools import int8_target, kernel_watch, local_pool, resolve_preset
 
 log = logging.getLogger("pipeline")
+STARTS = ("baseline", "distill")  # the artifacts a recipe may start from
+FIELDS = {"steps", "from", "tolerance"}
 
 
-def recipe_of(project: Project, model: str) -> tuple[str, list[tuple[str, Any]]]:
-    """(name, validated steps) of the recipe ``models.<model>.recipe`` names."""
-    name = project.section(model, "recipe")
+@dataclass(frozen=True)
+class Recipe:
+    """One named recipe: its validated steps, the artifact it starts from."""
+
+    name: str
+    steps: list[tuple[str, Any]]
+    start: str = "baseline"
+
+
+def _raw(project: Project, model: str, name: str) -> dict[str, Any]:
+    """Recipe ``name`` of params.yaml in its mapping form."""
     recipes = project.params.get("recipes") or {}
     if name not in recipes:
         raise ValueError(f"models.{model}.recipe names {name!r}, which is not in recipes: {sorted(recipes)}")
+    raw = recipes[name]
+    raw = {"steps": raw} if isinstance(raw, list) else raw
+    if not isinstance(raw, dict) or not set(raw) <= FIELDS or "steps" not in raw:
+        raise ValueError(f"recipes.{name} must be a list of steps or a mapping with {sorted(FIELDS)}, got {raw!r}")
+    return raw
+
+
+def recipes_of(project: Project, model: str) -> list[Recipe]:
+    """The validated recipes ``models.<model>.recipe`` names, in order."""
     kind = project.kind(model)
-    return name, recipe_steps(name, recipes[name], kind.recipe_steps, kind.name)
+    out = []
+    for name in project.recipe_names(model):
+        raw = _raw(project, model, name)
+        start = raw.get("from", "baseline")
+        if start not in STARTS:
+            raise ValueError(f"recipes.{name}.from must be one of {list(STARTS)}, got {start!r}")
+        steps = recipe_steps(name, raw["steps"], kind.recipe_steps, kind.name)
+        torch_steps = [s for s, _ in steps if STEPS[s].runs_on == "torch"]
+        if start != "baseline" and torch_steps:
+            raise ValueError(f"recipes.{name} starts from {start}'s ONNX graph: torch steps {torch_steps} cannot run")
+        out.append(Recipe(name, steps, start))
+    return out
 
 
 def _step_names(project: Project, model: str) -> list[str]:
-    name = project.section(model, "recipe")
-    steps = (project.params.get("recipes") or {}).get(name) or [] if name else []
-    return [s["step"] for s in steps if isinstance(s, dict) and s.get("step") in STEPS]
+    raws = [(project.params.get("recipes") or {}).get(n) for n in project.recipe_names(model)]
+    lists = [r.get("steps") if isinstance(r, dict) else r for r in raws]
+    return [s["step"] for steps in lists for s in steps or [] if isinstance(s, dict) and s.get("step") in STEPS]
 
 
-def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
-    name, steps = recipe_of(project, model)
+def _run(project: Project, model: str, recipe: Recipe, out: Path) -> dict[str, Any]:
+    """Apply one recipe into ``out`` (``model.onnx``, ``steps.json``); its summary."""
     teacher = project.kind(model).load(project, model)
     if teacher is None:
         raise NotApplicable("recipes need the torch model (an ONNX-only model has none)")
     preset = resolve_preset(local_pool(project))
-    done, net = chains.apply(project, model, steps, out / "model.onnx", torch_model=teacher, teacher=teacher,
-                             preset=preset)  # fmt: skip
+    start = None if recipe.start == "baseline" else project.artifact(model, recipe.start)
+    net = teacher if start is None else None  # from another artifact: its ONNX graph
+    done, net = chains.apply(project, model, recipe.steps, out / "model.onnx", torch_model=net, onnx=start,
+                             teacher=teacher, preset=preset)  # fmt: skip
     for info in done:
         brief = {k: v for k, v in info.items() if not isinstance(v, dict)}  # per-layer tables: steps.json
-        log.info("%s/recipe %s: %s", model, name, brief)
+        log.info("%s/recipe %s: %s", model, recipe.name, brief)
     write_json(out / "steps.json", done)
-    assert net is not None
-    return {"recipe": name, "steps": [d["step"] for d in done], "parameters": n_params(net),
+    return {"from": recipe.start, "steps": [d["step"] for d in done], "parameters": n_params(net) if net else None,
             "onnx_bytes": os.path.getsize(out / "model.onnx"),
             "storage_only": any(STEPS[d["step"]].sparse for d in done)}  # fmt: skip
+
+
+def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
+    done, skipped = {}, {}
+    for recipe in recipes_of(project, model):
+        if recipe.start != "baseline" and not project.artifact(model, recipe.start).is_file():
+            skipped[recipe.name] = f"starts from {recipe.start}, which made no artifact for {model}"
+            log.info("%s/recipe %s skipped: %s", model, recipe.name, skipped[recipe.name])
+            continue
+        (out / recipe.name).mkdir()
+        done[recipe.name] = _run(project, model, recipe, out / recipe.name)
+    return {"recipes": done, "recipes_skipped": skipped}
 
 
 def _uses(project: Project, model: str) -> list[str]:
@@ -66,20 +118,14 @@ def _uses(project: Project, model: str) -> list[str]:
 
 
 def _params(project: Project, model: str) -> list[str]:
-    name = project.section(model, "recipe")
-    return [
-        "seed",
-        "threads",
-        "pools",
-        "model.kind",
-        "model.recipe",
-        "model.eval",
-        *([f"recipes.{name}"] if name else []),
-    ]
+    recipes = (f"recipes.{n}" for n in project.recipe_names(model))
+    return ["seed", "threads", "pools", "model.kind", "model.recipe", "model.eval", *recipes]
 
 
 def _inputs(p: Project, m: str) -> dict[str, Path]:
-    return {"baseline": p.stage_dir(m, "baseline"), **p.kind(m).data_inputs(p, m)}
+    starts = {_raw(p, m, n).get("from", "baseline") for n in p.recipe_names(m)} - {"baseline"}
+    return {"baseline": p.stage_dir(m, "baseline"), **{s: p.stage_dir(m, s) for s in sorted(starts)},
+            **p.kind(m).data_inputs(p, m)}  # fmt: skip
 
 
 STAGE = Stage(

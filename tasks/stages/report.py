@@ -28,8 +28,12 @@ STORAGE_ONLY_SPEEDUP = 1.05
 def storage_only(project: Project, model: str, stage: str, speedup: float) -> bool:
     """A sparse or weight-shared artifact (its stage says so) that runs no faster than fp32
     on onnxruntime: its zeros pay off only in the transfer package, not at serving time."""
-    record = read_record(project.stage_dir(model, stage)) or {}
-    return bool(record.get("summary", {}).get("storage_only")) and speedup < STORAGE_ONLY_SPEEDUP
+    if stage in project.recipe_names(model):  # a recipe's artifact: its entry in the recipe stage's record
+        summary = ((read_record(project.stage_dir(model, "recipe")) or {}).get("summary") or {}).get("recipes", {})
+        flagged = (summary.get(stage) or {}).get("storage_only")
+    else:
+        flagged = ((read_record(project.stage_dir(model, stage)) or {}).get("summary") or {}).get("storage_only")
+    return bool(flagged) and speedup < STORAGE_ONLY_SPEEDUP
 
 
 def suggest_sparsity(project: Project, model: str) -> str | None:
@@ -79,6 +83,8 @@ def artifact_metrics(project: Project, model: str) -> dict[str, Any]:
             "model_rss_mb": round(latency["model_rss_mb"], 1),
             "speedup_vs_fp32": round(speedup, 3),
             "passed": bool(r["passed"]),
+            # paired bootstrap intervals of (artifact - fp32), per metric with a per-example form
+            "intervals": {q: {k: round(v, 4) for k, v in iv.items()} for q, iv in r.get("intervals", {}).items()},
             "int8_slower": s in bench["int8_slower"],
             "storage_only": storage_only(project, model, s, speedup),
             "uri": published["artifacts"].get(s, ""),
@@ -175,7 +181,7 @@ STAGE = Stage(
     name="report",
     body=_body,
     inputs=_inputs,
-    params=lambda p, m: ["selection", "model.kind", "model.eval"],
+    params=lambda p, m: ["selection", "model.kind", "model.eval", "model.recipe"],
     # metrics and the plotted points are small and go to git; the page and figures to DVC
     outs={
         "outs": ["report.html", "selection.json"],

@@ -34,6 +34,7 @@ from torch import nn
 
 from model_compression.chain import probe_forward
 from model_compression.config import from_dict
+from model_compression.evaluate.result import Evaluation
 from model_compression.info.entropy import description_length_bits
 from model_compression.prune.magnitude import prunable
 from model_compression.runtime.isolated import declared_inputs, synthetic_feeds
@@ -46,7 +47,8 @@ from tasks.core import parallel
 from tasks.core.project import Project
 from tasks.core.skip import skippable
 from tasks.core.stage import Stage, write_json
-from tasks.evaluation import artifact_row
+from tasks.evaluation import artifact_row, intervals
+from tasks.gates.regression import bootstrap
 from tasks.gates.selection import policy
 from tasks.gates.tolerance import judge, tolerance
 from tasks.pools import int8_target, kernel_watch, local_pool, resolve_preset
@@ -71,7 +73,7 @@ class TrialContext:
     model: str
     fp32: nn.Module | None
     base_row: dict[str, Any]
-    reference: Any  # the fp32 outputs every trial is compared with
+    base: Evaluation  # fp32's: every trial is compared with its outputs and examples
     deadline: float  # time.monotonic() after which trials stop
     workdir: Path
     preset: str
@@ -175,8 +177,10 @@ def run_trial(ctx: TrialContext, index: int, recipe: Recipe) -> dict[str, Any]:
         ctx.check()
         path = apply_recipe(ctx, recipe, ctx.workdir / f"{index:03d}")
         ctx.check()
-        metrics = ctx.project.kind(ctx.model).evaluator(ctx.project, ctx.model)(path, ctx.reference).metrics
+        result = ctx.project.kind(ctx.model).evaluator(ctx.project, ctx.model)(path, ctx.base.outputs)
+        metrics = result.metrics
         scored = [dict(ctx.base_row), artifact_row(recipe.name, path, metrics)]
+        scored[1]["intervals"] = intervals(result, ctx.base, bootstrap(ctx.project))
         judge(scored, tolerance(ctx.project, ctx.model))
         row.update({k: v for k, v in scored[1].items() if k != "artifact"})
         ctx.check()
@@ -266,7 +270,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     seq_len = int((project.section(model, "bench") or {}).get("seq_len", 128))
     with tempfile.TemporaryDirectory(prefix=f"search-{model}-") as tmp:
         ctx = TrialContext(
-            project, model, fp32, base_row, base_eval.outputs, t0 + cfg.budget_s, Path(tmp),
+            project, model, fp32, base_row, base_eval, t0 + cfg.budget_s, Path(tmp),
             resolve_preset(local_pool(project)), cfg.latency_runs, seq_len,
         )  # fmt: skip
         rows, stopped_by = run_trials(ctx, recipes, cfg.workers)
@@ -322,6 +326,7 @@ STAGE = Stage(
         "threads",
         "pools",
         "selection",
+        "regression",
         "model.kind",
         "model.search",
         "model.tolerance",

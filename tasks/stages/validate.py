@@ -21,6 +21,7 @@ from tasks.core.project import ARTIFACT_STAGES, Project
 from tasks.core.stage import Stage, write_json
 from tasks.evaluation import evaluate_artifacts
 from tasks.gates import expectations
+from tasks.gates.regression import bootstrap
 from tasks.gates.tolerance import judge, model_gates, tolerance
 
 log = logging.getLogger("pipeline")
@@ -37,15 +38,17 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     gates.append(expectations.check_calibration_data(kind.calibration(project, model), pin, docs=docs))
     with tempfile.TemporaryDirectory(prefix="decoded-") as tmp:
         files = {**project.artifacts(model), **decoded_packages(project, model, Path(tmp))}
-        rows = evaluate_artifacts(project, model, files)
+        rows = evaluate_artifacts(project, model, files, bootstrap(project))
     gates.append(expectations.check_metrics(rows, kind.quality_columns(project, model), docs=docs))
-    judge(rows, tol)
+    own = {n: tolerance(project, model, n) for n in project.recipe_names(model)}  # a recipe may set its own
+    judge(rows, tol, {**own, **{n + PACKAGED: t for n, t in own.items()}})
     packages = {r["artifact"].removesuffix(PACKAGED): r for r in rows if r["artifact"].endswith(PACKAGED)}
     rows = [r for r in rows if not r["artifact"].endswith(PACKAGED)]
     for row in rows[1:]:
         if not row["passed"]:
             log.warning("%s/%s will not be published: %s", model, row["artifact"], "; ".join(row["reasons"]))
-    write_json(out / "validation.json", {"rows": rows, "packages": packages, "gates": gates, "tolerance": tol})
+    tolerances = {"default": tol, **{n: t for n, t in own.items() if t != tol}}
+    write_json(out / "validation.json", {"rows": rows, "packages": packages, "gates": gates, "tolerance": tolerances})
     return {
         "passed": [r["artifact"] for r in rows[1:] if r["passed"]],
         "failed": [r["artifact"] for r in rows[1:] if not r["passed"]],
@@ -76,6 +79,16 @@ STAGE = Stage(
     name="validate",
     body=_body,
     inputs=_inputs,
-    params=lambda p, m: ["threads", "model.kind", "model.eval", "model.tolerance", f"gates.{m}"],
+    params=lambda p, m: [
+        "seed",
+        "threads",
+        "model.kind",
+        "model.eval",
+        "model.tolerance",
+        "model.recipe",
+        *(f"recipes.{n}" for n in p.recipe_names(m)),
+        "regression",
+        f"gates.{m}",
+    ],
     uses=lambda p, m: ["evaluate", "calibration"],
 )

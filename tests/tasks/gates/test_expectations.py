@@ -71,18 +71,18 @@ def test_a_size_budget_blocks_the_publish_and_names_the_expectation(tiny_built: 
 
 
 def test_the_release_table_rejects_nan_inf_drops_and_norms():
-    row = {"artifact": "quantize", "size_bytes": 10, "p50_ms": 1.0, "accuracy": 0.9, "accuracy_drop": 0.01}
-    assert quality.check_release([row], ["accuracy"], {"accuracy": 0.02}, {})["success"]
+    row = {"artifact": "quantize", "size_bytes": 10, "p50_ms": 1.0, "accuracy": 0.9, "accuracy_excess": -0.01}
+    assert quality.check_release([row], ["accuracy"], ["accuracy"], {})["success"]
     with pytest.raises(quality.QualityGateError, match=r"be_between\(p50_ms\)"):
-        quality.check_release([{**row, "p50_ms": math.inf}], ["accuracy"], {"accuracy": 0.02}, {})
+        quality.check_release([{**row, "p50_ms": math.inf}], ["accuracy"], ["accuracy"], {})
     with pytest.raises(quality.QualityGateError, match=r"release-table' failed: .*not_be_null\(accuracy\)"):
-        quality.check_release([{**row, "accuracy": math.nan}], ["accuracy"], {"accuracy": 0.02}, {})
-    with pytest.raises(quality.QualityGateError, match=r"be_between\(accuracy_drop\)"):
-        quality.check_release([{**row, "accuracy_drop": 0.05}], ["accuracy"], {"accuracy": 0.02}, {})
+        quality.check_release([{**row, "accuracy": math.nan}], ["accuracy"], ["accuracy"], {})
+    with pytest.raises(quality.QualityGateError, match=r"be_between\(accuracy_excess\)"):
+        quality.check_release([{**row, "accuracy_excess": 0.03}], ["accuracy"], ["accuracy"], {})
     with pytest.raises(quality.QualityGateError, match=r"be_between\(embedding_norm_ratio\)"):
-        quality.check_release([{**row, "embedding_norm_ratio": 0.5}], ["accuracy"], {"accuracy": 0.02}, {})
+        quality.check_release([{**row, "embedding_norm_ratio": 0.5}], ["accuracy"], ["accuracy"], {})
     with pytest.raises(quality.QualityGateError, match=r"be_between\(p50_ms\)"):
-        quality.check_release([row], ["accuracy"], {"accuracy": 0.02}, {"max_p50_ms": 0.5})
+        quality.check_release([row], ["accuracy"], ["accuracy"], {"max_p50_ms": 0.5})
 
 
 def test_text_lengths_outside_the_expected_distribution_fail():

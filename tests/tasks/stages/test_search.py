@@ -125,6 +125,8 @@ def test_relative_tolerance_scales_with_the_fp32_value(tiny_built: Path):
     acc = json.loads((p.stage_dir("tiny-cnn", "search") / "trials.json").read_text())
     assert acc  # the fp32 accuracy is what the relative tolerance scales
     edit(tiny_built, "tiny-cnn", tolerance={"accuracy": {"relative": 2.0}})
-    with pytest.raises(ValueError, match=r"tolerance.accuracy must be a number or \{relative: r\} with r in \[0, 1\]"):
+    with pytest.raises(
+        ValueError, match=r"tolerance.accuracy must be a number, \{relative: r\} with r in \[0, 1\] or .interval."
+    ):
         stage("search").run("tiny-cnn", str(tiny_built))
     assert sha256_file(p.artifact("tiny-cnn", "search"))  # the previous output is untouched

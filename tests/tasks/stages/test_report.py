@@ -44,6 +44,7 @@ def test_report_has_every_candidate_the_figures_and_is_uploaded(tiny_built: Path
     for name in ("fp32", *p.artifact_names("tiny-cnn")[1:]):
         assert f"<td>{name}" in page
     assert "Selected artifact: <b>" in page and "(smallest: " in page and "1 version(s) published" in page
+    assert "Change against fp32, with its 95% paired bootstrap interval" in page  # accuracy, per image
     plots = {f.name: Image.open(f) for f in (out / "plots").glob("*.png")}
     assert set(plots) == {"pareto_size.png", "pareto_latency.png", "layers.png", "history.png",
                           "pareto_runs.png", "search_trials.png"}  # fmt: skip
@@ -51,6 +52,9 @@ def test_report_has_every_candidate_the_figures_and_is_uploaded(tiny_built: Path
     assert page.count('src="data:image/png;base64,') == 6
     fronts = json.loads((out / "pareto.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
+    for s, m in metrics.items():  # every artifact but fp32 carries its interval against fp32
+        iv = m["intervals"].get("accuracy")
+        assert (iv is None) == (s == "baseline") and (s == "baseline" or iv["low"] <= iv["estimate"] <= iv["high"])
     # storage-only: sparse or shared weights (prune, the k-means'd recipe) and no faster than fp32
     for s, m in metrics.items():
         sparse = s in ("prune", "tiny-deep-compression")

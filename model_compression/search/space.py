@@ -176,6 +176,9 @@ def candidates(
     return out[: cfg.max_trials], dropped
 
 
+EPSILON = 1e-12  # metric units: float error, never a real drop (0.75 - 0.72 > 0.03 in binary floating point)
+
+
 def allowed_drop(spec: float | dict[str, float], baseline: float) -> float:
     """The largest tolerated drop of a metric whose fp32 value is ``baseline``:
     a number is an absolute drop; ``{relative: r}`` is r x |baseline|."""
@@ -190,7 +193,7 @@ def shortfall(drops: dict[str, float], allowed: dict[str, float]) -> tuple[float
     total, why = 0.0, []
     for metric, limit in allowed.items():
         excess = drops[metric] - limit
-        if excess > 0:
+        if excess > EPSILON:  # a drop equal to its limit passes, whatever the last bit of either says
             total += excess
             why.append(f"{metric} dropped {drops[metric]:.4f} > tolerance {limit:.4f} (missed by {excess:.4f})")
     return total, why

@@ -58,7 +58,7 @@ def test_error_halves_per_extra_bit_and_the_clip_search_beats_min_max():
     assert ((dequantize(quantize_table(t, EmbeddingLowBitConfig(bits=3))) - t) ** 2).sum() < ((plain - t) ** 2).sum()
 
 
-@pytest.mark.parametrize(("bits", "opset"), [(2, 17), (3, 17), (3, 11)])
+@pytest.mark.parametrize(("bits", "opset"), [(1, 17), (2, 17), (3, 17), (3, 11), (4, 17)])
 def test_the_graph_decodes_exactly_the_quantized_table(tmp_path: Path, bits, opset):
     t = table()
     cfg = EmbeddingLowBitConfig(bits=bits, block_size=32)

@@ -52,3 +52,13 @@ def test_a_malformed_tolerance_is_named():
         parse({"accuracy": 0.1}, KNOWN, "t")
     with pytest.raises(ValueError, match=r"t.lee_pearson must be a non-negative number"):
         parse({"lee_pearson": "intervals"}, KNOWN, "t")
+
+
+def test_a_drop_equal_to_its_tolerance_passes_despite_float_error():
+    rows = [
+        {"artifact": "baseline", "size_bytes": 100, "lee_pearson": 0.6, "polarity_accuracy": 0.75},
+        {"artifact": "a", "size_bytes": 10, "lee_pearson": 0.6, "polarity_accuracy": 0.72},
+    ]
+    assert 0.75 - 0.72 > 0.03  # in binary floating point
+    judge(rows, parse({"polarity_accuracy": 0.03}, KNOWN, "t"))
+    assert rows[1]["passed"] and rows[1]["shortfall"] == 0

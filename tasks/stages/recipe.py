@@ -21,7 +21,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model_compression.errors import NotApplicable
 from model_compression.layers import n_params
@@ -31,6 +31,9 @@ from tasks.core.project import Project
 from tasks.core.skip import skippable
 from tasks.core.stage import Stage, write_json
 from tasks.pools import int8_target, kernel_watch, local_pool, resolve_preset
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger("pipeline")
 STARTS = ("baseline", "distill")  # the artifacts a recipe may start from
@@ -76,17 +79,12 @@ def recipes_of(project: Project, model: str) -> list[Recipe]:
 
 
 def _step_names(project: Project, model: str) -> list[str]:
-    raws = [(project.params.get("recipes") or {}).get(n) for n in project.recipe_names(model)]
-    lists = [r.get("steps") if isinstance(r, dict) else r for r in raws]
-    return [s["step"] for steps in lists for s in steps or [] if isinstance(s, dict) and s.get("step") in STEPS]
+    steps = [s for n in project.recipe_names(model) for s in _raw(project, model, n)["steps"] or []]
+    return [s["step"] for s in steps if isinstance(s, dict) and s.get("step") in STEPS]
 
 
-def _run(project: Project, model: str, recipe: Recipe, out: Path) -> dict[str, Any]:
+def _run(project: Project, model: str, recipe: Recipe, out: Path, teacher: nn.Module, preset: str) -> dict[str, Any]:
     """Apply one recipe into ``out`` (``model.onnx``, ``steps.json``); its summary."""
-    teacher = project.kind(model).load(project, model)
-    if teacher is None:
-        raise NotApplicable("recipes need the torch model (an ONNX-only model has none)")
-    preset = resolve_preset(local_pool(project))
     start = None if recipe.start == "baseline" else project.artifact(model, recipe.start)
     net = teacher if start is None else None  # from another artifact: its ONNX graph
     done, net = chains.apply(project, model, recipe.steps, out / "model.onnx", torch_model=net, onnx=start,
@@ -101,6 +99,10 @@ def _run(project: Project, model: str, recipe: Recipe, out: Path) -> dict[str, A
 
 
 def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
+    teacher = project.kind(model).load(project, model)  # once, for every recipe
+    if teacher is None:
+        raise NotApplicable("recipes need the torch model (an ONNX-only model has none)")
+    preset = resolve_preset(local_pool(project))
     done, skipped = {}, {}
     for recipe in recipes_of(project, model):
         if recipe.start != "baseline" and not project.artifact(model, recipe.start).is_file():
@@ -108,7 +110,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
             log.info("%s/recipe %s skipped: %s", model, recipe.name, skipped[recipe.name])
             continue
         (out / recipe.name).mkdir()
-        done[recipe.name] = _run(project, model, recipe, out / recipe.name)
+        done[recipe.name] = _run(project, model, recipe, out / recipe.name, teacher, preset)
     return {"recipes": done, "recipes_skipped": skipped}
 
 

@@ -28,17 +28,25 @@ from tasks.stages.benchmark import bench_settings
 
 
 def variants(project: Project, model: str, folder: Path, heads: int, hidden: int) -> dict[str, Path]:
-    """fp32, plain ORT int8, fused fp32, fused + int8 (no table coding), and the recipes."""
+    """fp32, plain ORT int8, fused fp32, fused + int8 (no table coding), the distilled student
+    (fp32, int8 unfused, fused + int8) when there is one, and the recipes."""
     kind = project.kind(model)
     teacher = kind.load(project, model)
     preset = resolve_preset(local_pool(project))
     fuse = {"step": "fuse", "num_heads": heads, "hidden_size": hidden}
     int8 = {"step": "int8", "op_types": ["MatMul", "Attention"]}
     files = {"fp32": project.artifact(model, "baseline"), "ort-int8": project.artifact(model, "quantize")}
-    for name, steps in (("fused-fp32", [fuse]), ("fused-int8", [fuse, int8])):
+    plain = {"step": "int8", "op_types": ["MatMul"]}
+    student = project.artifact(model, "distill")
+    builds = [("fused-fp32", [fuse], None), ("fused-int8", [fuse, int8], None)]
+    if student.is_file():  # the distilled student, unfused and fused, before any table coding
+        files["student-fp32"] = student
+        builds += [("student-int8", [plain], student), ("student-fused-int8", [fuse, int8], student)]
+    for name, steps, start in builds:
         chain = recipe_steps(name, steps, kind.recipe_steps, kind.name)
-        chains.apply(project, model, chain, folder / f"{name}.onnx", torch_model=None, teacher=teacher, preset=preset)
-        files[name] = folder / f"{name}.onnx"
+        dst = folder / f"{name}.onnx"
+        chains.apply(project, model, chain, dst, torch_model=None, onnx=start, teacher=teacher, preset=preset)
+        files[name] = dst
     for name in project.recipe_names(model):
         if project.artifact(model, name).is_file():
             files[name] = project.artifact(model, name)
@@ -58,16 +66,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="encoder-speed-") as tmp:
         files = variants(project, a.model, Path(tmp), a.heads, a.hidden)
         runs: list[dict[str, Any]] = [benchmark_files(files, cfg, reference="fp32") for _ in range(a.repeats)]
+        sizes = {name: Path(path).stat().st_size for name, path in files.items()}  # before the folder goes
     print(f"### {a.model}: {a.repeats} repeats, {cfg.runs} timed runs, threads={cfg.threads}, seq {cfg.seq_len}\n")
     batches = [str(b) for b in cfg.batch_sizes]
     print("| graph | bytes | " + " | ".join(f"speed-up b={b} (spread)" for b in batches) + " |")
     print("|---|---|" + "---|" * len(batches))
-    for name, path in files.items():
+    for name in files:
         cells = []
         for b in batches:
             ups = [r["speedup_vs_fp32"][name][b] for r in runs]
             cells.append(f"{statistics.median(ups):.2f}x ({spread(ups):.0%})")
-        print(f"| {name} | {Path(path).stat().st_size:,} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {sizes[name]:,} | " + " | ".join(cells) + " |")
     print(f"\nCPU: {runs[0]['fingerprint'].get('cpu', '?')}, preset {runs[0]['preset']}")
 
 

@@ -4,7 +4,8 @@ A word-embedding table is a lookup: only the rows of the tokens in the input are
 read. So it can be stored far below int8 at no compute cost, as long as the graph decodes
 just the looked-up rows. Each row is cut into blocks of ``block_size`` values; a block
 keeps ``bits``-bit codes and a float16 scale and offset (asymmetric uniform grid). Codes
-are packed 8 to ``bits`` bytes, little-endian within the group.
+are packed in groups of the fewest whole bytes that hold whole codes (1 byte for 1, 2 and
+4 bits, 3 for 3), little-endian, in planes (``_pack``).
 
 The range of each block is chosen by a small search: shrinking it clips a few outliers
 but refines the grid for all the others; the candidate with the least squared error
@@ -13,8 +14,8 @@ wins (as AWQ/HQQ-style clipping searches do). Cost per table row (``D`` values):
 
 Decoding (``decode_nodes``) uses only ONNX standard ops, so any runtime runs it:
 Gather the packed rows and the block scales and offsets, combine each group's bytes
-into one number (Cast, Mul, ReduceSum), split it into codes (Div by powers of ``2**bits``,
-Floor, Mod), then ``code * scale + offset``, all in float32. The decoded rows equal
+into one number (Cast, Mul, ReduceSum), split it into codes (Mul by powers of ``2**-bits``,
+Floor, Slice, Sub), then ``code * scale + offset``, all in float32. The decoded rows equal
 ``dequantize`` of the stored table exactly (a test checks it).
 """
 
@@ -132,21 +133,33 @@ def quantize_table(
     return LowBitTable(_pack(codes, bits), scale, offset, bits, cfg.block_size)
 
 
+def _layout(bits: int) -> tuple[int, int]:
+    """(bytes, codes) per group: the fewest whole bytes that hold whole codes (lcm(bits, 8)
+    bits), so that a group's value stays below 2**24, exact in float32."""
+    group_bits = int(np.lcm(bits, 8))
+    return group_bits // 8, group_bits // bits
+
+
 def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
+    # Planar: with G = cols / codes-per-group, group g holds columns g, G + g, 2G + g, ...,
+    # and the row stores byte 0 of every group, then byte 1, ... So each step of the
+    # in-graph decode runs over G contiguous values, never over a 2-8 wide last axis.
+    nbytes, ncodes = _layout(bits)
     rows, cols = codes.shape
-    groups = codes.reshape(rows, cols // 8, 8).astype(np.uint64)
-    word = (groups << (np.arange(8, dtype=np.uint64) * bits)).sum(-1)  # 8 codes in 8*bits <= 32 bits
-    out = (word[..., None] >> (np.arange(bits, dtype=np.uint64) * 8)) & 0xFF
-    return out.astype(np.uint8).reshape(rows, cols // 8 * bits)
+    planes = codes.reshape(rows, ncodes, cols // ncodes).astype(np.uint32)
+    word = (planes << (np.arange(ncodes, dtype=np.uint32) * bits)[:, None]).sum(1)  # < 2**24
+    out = (word[:, None, :] >> (np.arange(nbytes, dtype=np.uint32) * 8)[:, None]) & 0xFF
+    return out.astype(np.uint8).reshape(rows, cols * bits // 8)
 
 
 def unpack(packed: np.ndarray, bits: int) -> np.ndarray:
     """The uint8 codes [rows, cols] of ``packed``."""
+    nbytes, ncodes = _layout(bits)
     rows, width = packed.shape
-    b = packed.reshape(rows, width // bits, bits).astype(np.uint64)
-    word = (b << (np.arange(bits, dtype=np.uint64) * 8)).sum(-1)
-    codes = (word[..., None] >> (np.arange(8, dtype=np.uint64) * bits)) & (2**bits - 1)
-    return codes.astype(np.uint8).reshape(rows, width // bits * 8)
+    b = packed.reshape(rows, nbytes, width // nbytes).astype(np.uint32)
+    word = (b << (np.arange(nbytes, dtype=np.uint32) * 8)[:, None]).sum(1)
+    codes = (word[:, None, :] >> (np.arange(ncodes, dtype=np.uint32) * bits)[:, None]) & (2**bits - 1)
+    return codes.astype(np.uint8).reshape(rows, width // nbytes * ncodes)
 
 
 def dequantize(t: LowBitTable) -> np.ndarray:
@@ -169,41 +182,48 @@ def decode_nodes(
     names of ``table_initializers(table, t)``), decoded, with the shape ``ids.shape +
     [cols]``: a drop-in for ``Gather(table, ids)``.
 
-    All in float32, which holds every integer below 2**24 exactly: the packed bytes are
-    read in the smallest groups that hold whole codes (lcm(bits, 8) bits: 1 byte for 1, 2
-    and 4 bits, 3 bytes for 3), so a group's value stays below 2**24. Integer ops on int64
-    (the first version) cost 15 % of a 3-layer int8 encoder's time on AVX2."""
+    All in float32, which holds every integer below 2**24 exactly. A group's bytes make one
+    number ``w``; with ``q_k = floor(w / 2**(k*bits))`` (a multiply by a power of 2: exact),
+    code k is ``q_k - 2**bits * q_(k+1)``: no Div or Mod, which cost a third of a 3-layer
+    int8 encoder's time on AVX2 (fmod per element, and broadcasts over a 2-8 wide axis)."""
     cols, bits, block = t.shape[1], t.bits, t.block_size
-    group_bits = int(np.lcm(bits, 8))
-    nbytes, ncodes = group_bits // 8, group_bits // bits
+    nbytes, ncodes = _layout(bits)
     n = f"{prefix}_lowbit"
     consts: dict[str, np.ndarray] = {
-        "groups": np.array([-1, cols // ncodes, nbytes], np.int64),
-        "byte_weights": (256.0 ** np.arange(nbytes)).astype(np.float32),
-        "shifts": ((2.0**bits) ** np.arange(ncodes)).astype(np.float32),
+        "planes": np.array([-1, nbytes, cols // ncodes], np.int64),
+        "byte_weights": (256.0 ** np.arange(nbytes)).astype(np.float32)[:, None],
+        "inv_shifts": (2.0 ** (-bits * np.arange(ncodes + 1))).astype(np.float32)[:, None],
         "levels": np.array(2.0**bits, np.float32),
+        "lo": np.array([0], np.int64),
+        "hi": np.array([1], np.int64),
+        "end": np.array([ncodes], np.int64),
+        "past": np.array([ncodes + 1], np.int64),
+        "axis": np.array([1], np.int64),
         "blocks": np.array([-1, cols // block, block], np.int64),
         "per_block": np.array([-1, cols // block, 1], np.int64),
         "cols": np.array([cols], np.int64),
-        "last": np.array([-1], np.int64),
+        "sum_axis": np.array([-2], np.int64),
     }
     c = {k: f"{n}_{k}" for k in consts} | {k: f"{table}_lowbit_{k}" for k in ("packed", "scale", "offset")}
     reduce = (
-        helper.make_node("ReduceSum", [f"{n}_w", c["last"]], [f"{n}_word"], keepdims=1)
+        helper.make_node("ReduceSum", [f"{n}_w", c["sum_axis"]], [f"{n}_word"], keepdims=1)
         if opset >= 13
-        else helper.make_node("ReduceSum", [f"{n}_w"], [f"{n}_word"], axes=[-1], keepdims=1)
+        else helper.make_node("ReduceSum", [f"{n}_w"], [f"{n}_word"], axes=[-2], keepdims=1)
     )
     nodes = [
         helper.make_node("Gather", [c["packed"], ids], [f"{n}_rows"], axis=0),
         helper.make_node("Cast", [f"{n}_rows"], [f"{n}_f"], to=onnx.TensorProto.FLOAT),
-        helper.make_node("Reshape", [f"{n}_f", c["groups"]], [f"{n}_bytes"]),
+        helper.make_node("Reshape", [f"{n}_f", c["planes"]], [f"{n}_bytes"]),
         # each group's bytes as one number, little-endian (not a MatMul: int8 steps would quantize it)
         helper.make_node("Mul", [f"{n}_bytes", c["byte_weights"]], [f"{n}_w"]),
         reduce,
-        helper.make_node("Div", [f"{n}_word", c["shifts"]], [f"{n}_shifted"]),  # by powers of 2: exact
-        helper.make_node("Floor", [f"{n}_shifted"], [f"{n}_floor"]),
-        helper.make_node("Mod", [f"{n}_floor", c["levels"]], [f"{n}_codes"], fmod=1),
-        helper.make_node("Reshape", [f"{n}_codes", c["blocks"]], [f"{n}_cf"]),
+        helper.make_node("Mul", [f"{n}_word", c["inv_shifts"]], [f"{n}_shifted"]),  # [N, codes + 1, G]
+        helper.make_node("Floor", [f"{n}_shifted"], [f"{n}_q"]),
+        helper.make_node("Slice", [f"{n}_q", c["lo"], c["end"], c["axis"]], [f"{n}_q_lo"]),
+        helper.make_node("Slice", [f"{n}_q", c["hi"], c["past"], c["axis"]], [f"{n}_q_hi"]),
+        helper.make_node("Mul", [f"{n}_q_hi", c["levels"]], [f"{n}_carry"]),
+        helper.make_node("Sub", [f"{n}_q_lo", f"{n}_carry"], [f"{n}_codes"]),
+        helper.make_node("Reshape", [f"{n}_codes", c["blocks"]], [f"{n}_cf"]),  # planes in column order
     ]
     for part in ("scale", "offset"):
         nodes += [

@@ -56,11 +56,8 @@ def test_drop_in_recipe_fuses_codes_the_table_below_4_bits_and_quantizes_matmuls
     table = steps[1]["tables"]["encoder.embeddings.word_embeddings.weight"]
     assert 2.4 < table["mean_bits"] <= 2.5 and table["bytes_after"] < table["bytes_before"] / 7
     ops = {n.op_type for n in onnx.load(str(p.artifact("tiny-text", "tiny-drop-in"))).graph.node}
-    assert {
-        "MatMulInteger",
-        "Where",
-        "Floor",
-    } <= ops and "Mod" not in ops  # int8 MatMuls; the table decoded tier by tier
+    assert {"MatMulInteger", "Where", "Floor"} <= ops  # int8 MatMuls; the table decoded tier by tier
+    assert "Mod" not in ops  # and split into codes without Mod (fmod per element is slow)
     ref, out = make_session(p.artifact("tiny-text", "baseline")), make_session(p.artifact("tiny-text", "tiny-drop-in"))
     for feeds in p.kind("tiny-text").calibration(p, "tiny-text"):
         a, b = ref.run(None, feeds)[0], out.run(None, feeds)[0]

@@ -29,6 +29,7 @@ from tasks.kinds import adapter
 if TYPE_CHECKING:
     from tasks.kinds.base import Kind
 
+RECIPE_FIELDS = {"steps", "from", "tolerance"}  # a recipe in its mapping form
 ARTIFACT_STAGES = ("baseline", "prune", "quantize", "factorize", "distill", "recipe", "search")
 REQUIRED = ("kind", "source", "tolerance")
 SECTIONS = ("seed", "arch", "train", "eval", "score", "prune", "quantize", "factorize", "teach", "distill", "recipe",
@@ -152,6 +153,20 @@ class Project:
         if clash:
             raise ValueError(f"recipe name(s) {clash} clash with artifact stages {list(ARTIFACT_STAGES)}: rename them")
         return names
+
+    def recipe_spec(self, model: str, name: str) -> dict[str, Any]:
+        """Recipe ``name`` of params.yaml (``recipes.<name>``) in its mapping form: ``steps``,
+        and optionally ``from`` and ``tolerance``; a bare list is its ``steps``."""
+        recipes = self.params.get("recipes") or {}
+        if name not in recipes:
+            raise ValueError(f"models.{model}.recipe names {name!r}, which is not in recipes: {sorted(recipes)}")
+        raw = recipes[name]
+        raw = {"steps": raw} if isinstance(raw, list) else raw
+        if not isinstance(raw, dict) or not set(raw) <= RECIPE_FIELDS or "steps" not in raw:
+            raise ValueError(
+                f"recipes.{name} must be a list of steps or a mapping with {sorted(RECIPE_FIELDS)}, got {raw!r}"
+            )
+        return raw
 
     def artifact_names(self, model: str) -> list[str]:
         """Every artifact ``model`` can have, in stage order: the artifact stages, with

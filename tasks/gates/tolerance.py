@@ -54,8 +54,8 @@ def tolerance(project: Project, model: str, artifact: str | None = None) -> dict
     """The tolerance ``artifact`` is held to (default: the entry's, ``models.<model>.tolerance``);
     a recipe's artifact with its own ``tolerance`` gets that one."""
     known = project.kind(model).quality_columns(project, model)
-    recipe = (project.params.get("recipes") or {}).get(artifact) if artifact in project.recipe_names(model) else None
-    if isinstance(recipe, dict) and "tolerance" in recipe:
+    recipe = project.recipe_spec(model, artifact) if artifact in project.recipe_names(model) else {}
+    if "tolerance" in recipe:
         return parse(recipe["tolerance"], known, f"recipes.{artifact}.tolerance")
     return parse(project.entry(model).get("tolerance"), known, f"{model}.tolerance")
 

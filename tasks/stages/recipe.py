@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline")
 STARTS = ("baseline", "distill")  # the artifacts a recipe may start from
-FIELDS = {"steps", "from", "tolerance"}
 
 
 @dataclass(frozen=True)
@@ -49,24 +48,12 @@ class Recipe:
     start: str = "baseline"
 
 
-def _raw(project: Project, model: str, name: str) -> dict[str, Any]:
-    """Recipe ``name`` of params.yaml in its mapping form."""
-    recipes = project.params.get("recipes") or {}
-    if name not in recipes:
-        raise ValueError(f"models.{model}.recipe names {name!r}, which is not in recipes: {sorted(recipes)}")
-    raw = recipes[name]
-    raw = {"steps": raw} if isinstance(raw, list) else raw
-    if not isinstance(raw, dict) or not set(raw) <= FIELDS or "steps" not in raw:
-        raise ValueError(f"recipes.{name} must be a list of steps or a mapping with {sorted(FIELDS)}, got {raw!r}")
-    return raw
-
-
 def recipes_of(project: Project, model: str) -> list[Recipe]:
     """The validated recipes ``models.<model>.recipe`` names, in order."""
     kind = project.kind(model)
     out = []
     for name in project.recipe_names(model):
-        raw = _raw(project, model, name)
+        raw = project.recipe_spec(model, name)
         start = raw.get("from", "baseline")
         if start not in STARTS:
             raise ValueError(f"recipes.{name}.from must be one of {list(STARTS)}, got {start!r}")
@@ -79,7 +66,7 @@ def recipes_of(project: Project, model: str) -> list[Recipe]:
 
 
 def _step_names(project: Project, model: str) -> list[str]:
-    steps = [s for n in project.recipe_names(model) for s in _raw(project, model, n)["steps"] or []]
+    steps = [s for n in project.recipe_names(model) for s in project.recipe_spec(model, n)["steps"] or []]
     return [s["step"] for s in steps if isinstance(s, dict) and s.get("step") in STEPS]
 
 
@@ -125,7 +112,7 @@ def _params(project: Project, model: str) -> list[str]:
 
 
 def _inputs(p: Project, m: str) -> dict[str, Path]:
-    starts = {_raw(p, m, n).get("from", "baseline") for n in p.recipe_names(m)} - {"baseline"}
+    starts = {p.recipe_spec(m, n).get("from", "baseline") for n in p.recipe_names(m)} - {"baseline"}
     return {"baseline": p.stage_dir(m, "baseline"), **{s: p.stage_dir(m, s) for s in sorted(starts)},
             **p.kind(m).data_inputs(p, m)}  # fmt: skip
 

@@ -40,15 +40,15 @@ def intervals(result: Evaluation, base: Evaluation, boot: Bootstrap) -> dict[str
 
 
 def evaluate_artifacts(
-    project: Project, model: str, files: dict[str, Path], boot: Bootstrap | None = None
+    project: Project, model: str, files: dict[str, Path], boot: Bootstrap | None = None, split: str = "test"
 ) -> list[dict[str, Any]]:
-    """One metrics row per ONNX file (name -> path); ``files`` starts with the fp32
-    ``baseline``, which every other file is compared with. With ``boot``, each other row
-    carries ``intervals``: its paired bootstrap intervals against fp32."""
+    """One metrics row per ONNX file (name -> path), on the kind's ``split``; ``files``
+    starts with the fp32 ``baseline``, which every other file is compared with. With
+    ``boot``, each other row carries ``intervals``: its paired bootstrap intervals against fp32."""
     if next(iter(files), None) != "baseline":
         raise ValueError(f"evaluate_artifacts: the first file must be the fp32 baseline, got {list(files)}")
     kind = project.kind(model)
-    evaluate = kind.evaluator(project, model)
+    evaluate = kind.evaluator(project, model, split)
     embeds = kind.embeds(project, model)
     rows, reference, base = [], None, None
     for stage, path in files.items():

@@ -1,7 +1,10 @@
 """Fashion-MNIST from its four idx ``.gz`` files (Debian's ``dataset-fashion-mnist``).
 
 Images come back as uint8 arrays (N, 28, 28), labels as int64 (N,), in the official
-60k train / 10k test split.
+60k train / 10k test split. With ``validation`` > 0 the last fraction of the training images
+is the "validation" split, carved out for the pipeline's choices (search, accuracy
+control), and "train" is the rest: nothing is both trained on and chosen with, and the
+test split only reports.
 """
 
 from __future__ import annotations
@@ -37,15 +40,31 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def load_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Load ``split`` ("train" or "test") from ``folder``: (images uint8, labels int64)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    images = read_idx(Path(folder) / FILES[f"{split}_images"])
-    labels = read_idx(Path(folder) / FILES[f"{split}_labels"]).astype(np.int64)
+SPLITS = ("train", "validation", "test")
+
+
+def load_split(folder: Path, split: str, validation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Load ``split`` ("train", "validation" or "test") from ``folder``: (images uint8, labels int64).
+
+    ``validation`` (fraction in [0, 0.5], default 0) of the official training images, the last
+    ones (the file is already shuffled), form "validation"; "train" is the images before them.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not 0.0 <= validation <= 0.5:
+        raise ValueError(f"validation must be a fraction in [0, 0.5], got {validation}")
+    official = "test" if split == "test" else "train"
+    images = read_idx(Path(folder) / FILES[f"{official}_images"])
+    labels = read_idx(Path(folder) / FILES[f"{official}_labels"]).astype(np.int64)
     if len(images) != len(labels):
-        raise ValueError(f"{split}: {len(images)} images but {len(labels)} labels")
-    return images, labels
+        raise ValueError(f"{official}: {len(images)} images but {len(labels)} labels")
+    if official == "test":
+        return images, labels
+    cut = len(images) - round(len(images) * validation)
+    if split == "validation" and cut == len(images):
+        raise ValueError(f"no validation split: validation={validation} of {len(images)} training images")
+    part = slice(cut, None) if split == "validation" else slice(0, cut)
+    return images[part], labels[part]
 
 
 def normalize(images: np.ndarray) -> np.ndarray:

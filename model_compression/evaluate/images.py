@@ -1,6 +1,7 @@
-"""The image classifier's quality suite on an ONNX artifact: accuracy on the official 10k
-Fashion-MNIST test split, top-1 agreement with fp32, and the test labels' code length
-(NLL in bits, for minimum description length)."""
+"""The image classifier's quality suite on an ONNX artifact: accuracy on a split (the
+official 10k Fashion-MNIST test split, or the validation split carved from the training
+images), top-1 agreement with fp32, and the labels' code length (NLL in bits, for minimum
+description length)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,18 @@ def onnx_logits(path: Path, x: np.ndarray, threads: int, batch_size: int = 500) 
     return run_batched(path, INPUT, x, threads, batch_size)
 
 
-def evaluate(path: Path, data_dir: Path, threads: int, reference: np.ndarray | None, limit: int = 0) -> Evaluation:
-    """Test-set quality of the ONNX classifier at ``path``; its outputs are the logits and
-    its headline, per image, is accuracy."""
-    x, y = fm.load_split(data_dir, "test")
+def evaluate(
+    path: Path,
+    data_dir: Path,
+    threads: int,
+    reference: np.ndarray | None,
+    limit: int = 0,
+    split: str = "test",
+    validation: float = 0.0,
+) -> Evaluation:
+    """Quality of the ONNX classifier at ``path`` on ``split`` (``fashion_mnist.load_split``);
+    its outputs are the logits and its headline, per image, is accuracy."""
+    x, y = fm.load_split(data_dir, split, validation)
     if limit:
         x, y = x[:limit], y[:limit]
     logits = onnx_logits(path, fm.normalize(x), threads)

@@ -25,25 +25,36 @@ class ImageEvalConfig:
     """Evaluation settings.
 
     Attributes:
-        limit: evaluate on the first N test images only; 0 (default) means all 10k.
+        limit: evaluate on the first N images of a split only; 0 (default) means all of it.
         calibration: training images the int8 calibration and sensitivity probes use (default 256).
+        validation: fraction of the training images held out as the validation split
+            (default 0.1: 6,000 of Fashion-MNIST's 60k), in [0, 0.5]. The pipeline's choices
+            (search, int8 accuracy control) are made on it; training, fine-tuning and
+            calibration never see it; the test split only reports. 0: no validation split,
+            and choices fall back to the test split (recorded as such).
     """
 
     limit: int = 0
     calibration: int = 256
+    validation: float = 0.1
 
     def __post_init__(self) -> None:
         if self.limit < 0 or self.calibration < 1:
             raise ValueError(
                 f"ImageEvalConfig: limit must be >= 0 and calibration >= 1, got {self.limit}, {self.calibration}"
             )
+        if not 0.0 <= self.validation <= 0.5:
+            raise ValueError(f"ImageEvalConfig: validation must be a fraction in [0, 0.5], got {self.validation}")
 
 
-def build_baseline(data_dir: Path, out: Path, arch: CNNConfig, cfg: TrainConfig) -> tuple[FashionCNN, list[float]]:
-    """Train the CNN deterministically on the training split; write weights, arch and ONNX."""
+def build_baseline(
+    data_dir: Path, out: Path, arch: CNNConfig, cfg: TrainConfig, validation: float = 0.0
+) -> tuple[FashionCNN, list[float]]:
+    """Train the CNN deterministically on the training split (less its ``validation``
+    fraction); write weights, arch and ONNX."""
     torch.manual_seed(cfg.seed)
     model = FashionCNN(arch)
-    x, y = fm.load_split(data_dir, "train")
+    x, y = fm.load_split(data_dir, "train", validation)
     losses = train(model, fm.normalize(x), y, cfg)
     save(model, arch, out)
     return model, losses
@@ -80,12 +91,14 @@ def export(model: torch.nn.Module, path: Path) -> Path:
 
 
 def calibration_feeds(data_dir: Path, n: int, batch_size: int = 32) -> list[dict[str, np.ndarray]]:
-    """The first ``n`` training images in batches: calibration never sees the test split."""
+    """The first ``n`` training images in batches: calibration never sees the validation or
+    test split (the validation split is the training file's tail)."""
     x, _ = fm.load_split(data_dir, "train")
     xn = fm.normalize(x[:n])
     return [{INPUT: xn[i : i + batch_size]} for i in range(0, len(xn), batch_size)]
 
 
-def train_data(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    x, y = fm.load_split(data_dir, "train")
+def train_data(data_dir: Path, validation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised training images and labels, less the ``validation`` fraction."""
+    x, y = fm.load_split(data_dir, "train", validation)
     return fm.normalize(x), y

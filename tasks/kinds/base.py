@@ -77,6 +77,12 @@ def only(uses: frozenset[str]) -> Iterator[None]:
         _ALLOWED.reset(token)
 
 
+def only_test(kind: str, split: str) -> None:
+    """Refuse ``split`` for a kind whose evaluation data has no validation split."""
+    if split != "test":
+        raise ValueError(f"kind {kind!r} has no {split!r} split: its choices are made on its evaluation data")
+
+
 @dataclass(frozen=True)
 class FileRef:
     """A file a catalogue entry names: fetched into ``fetch/<local>`` and checked."""
@@ -205,9 +211,17 @@ class Kind:
         """Calibration batches (never evaluation data), as ONNX feed dicts."""
         raise NotImplementedError
 
-    def evaluator(self, project: Project, model: str) -> Evaluate:
-        """``evaluate(path, reference outputs or None) -> Evaluation``; data read once."""
+    def evaluator(self, project: Project, model: str, split: str = "test") -> Evaluate:
+        """``evaluate(path, reference outputs or None) -> Evaluation`` on ``split``: "test"
+        (what validate reports and gates on) or "validation" (where ``selection_split``
+        says the kind has one); data read once."""
         raise NotImplementedError
+
+    def selection_split(self, project: Project, model: str) -> str:
+        """The split the pipeline's choices are made on (search picks, int8 accuracy
+        control): "validation" where the kind carves one from its training data, else
+        "test" (a kind whose evaluation data is all it has; the choice records it)."""
+        return "test"
 
     def teach(self, project: Project, model: str, out: Path) -> dict[str, Any]:
         """Write the teacher's outputs on the training text to ``out`` (``stages/teach.py``),

@@ -30,7 +30,7 @@ from model_compression.byo import data as byo_data
 from model_compression.byo.spec import EvalSpec, ModelSpec, format_of
 from model_compression.config import from_dict
 from model_compression.hashing import sha256_json, sha256_tree
-from tasks.kinds.base import DataCheck, Evaluate, FileRef, Kind, capability
+from tasks.kinds.base import DataCheck, Evaluate, FileRef, Kind, capability, only_test
 
 if TYPE_CHECKING:
     from torch import nn
@@ -278,7 +278,8 @@ class Custom(Kind):
         return feeds
 
     @capability("evaluate")
-    def evaluator(self, project: Project, model: str) -> Evaluate:
+    def evaluator(self, project: Project, model: str, split: str = "test") -> Evaluate:
+        only_test(self.name, split)
         """The eval examples (and a probe file) are read and preprocessed once, not per artifact."""
         from model_compression.byo import evaluate as byo_eval
 

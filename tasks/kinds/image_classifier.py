@@ -3,8 +3,9 @@
 
 The baseline stage trains it, deterministically from the seed in params.yaml. Quality is
 ``model_compression/evaluate/images.py``: accuracy on the official test split, top-1
-agreement with fp32, and the labels' code length. Calibration and training read the
-training split only.
+agreement with fp32, and the labels' code length. ``eval.validation`` of the training
+images is the validation split, which the pipeline's choices are made on; training,
+fine-tuning and calibration read the rest only.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class ImageClassifier(Kind):
 
         src = project.stage_dir(model, "fetch")
         arch, train = self.arch(project, model), self.train_config(project, model)
-        cnn, losses = image_classifier.build_baseline(src, out, arch, train)
+        validation = self.eval_config(project, model).validation
+        cnn, losses = image_classifier.build_baseline(src, out, arch, train, validation)
         return {"parameters": n_params(cnn), "train_loss": losses, "onnx_bytes": os.path.getsize(out / "model.onnx")}
 
     @capability("load")
@@ -100,23 +102,23 @@ class ImageClassifier(Kind):
         n = self.eval_config(project, model).calibration
         return image_classifier.calibration_feeds(project.stage_dir(model, "fetch"), n)
 
+    def selection_split(self, project: Project, model: str) -> str:
+        return "validation" if self.eval_config(project, model).validation > 0 else "test"
+
     @capability("evaluate")
-    def evaluator(self, project: Project, model: str) -> Evaluate:
+    def evaluator(self, project: Project, model: str, split: str = "test") -> Evaluate:
         from model_compression.evaluate import images
 
-        data, limit, threads = (
-            project.stage_dir(model, "fetch"),
-            self.eval_config(project, model).limit,
-            project.threads,
-        )
-        return lambda path, reference: images.evaluate(path, data, threads, reference, limit)
+        cfg, data, threads = self.eval_config(project, model), project.stage_dir(model, "fetch"), project.threads
+        return lambda path, reference: images.evaluate(path, data, threads, reference, cfg.limit, split, cfg.validation)
 
     @capability("distill")
     def distill(self, project: Project, model: str, teacher: nn.Module) -> tuple[nn.Module, list[float]]:
         from model_compression.distill import logits
         from model_compression.kinds import image_classifier
 
-        x, y = image_classifier.train_data(project.stage_dir(model, "fetch"))
+        validation = self.eval_config(project, model).validation
+        x, y = image_classifier.train_data(project.stage_dir(model, "fetch"), validation)
         return logits.distill(teacher, x, y, self.distill_settings(project, model))
 
     @capability("finetune")
@@ -124,5 +126,6 @@ class ImageClassifier(Kind):
         from model_compression.distill.finetune import finetune_classifier
         from model_compression.kinds import image_classifier
 
-        x, y = image_classifier.train_data(project.stage_dir(model, "fetch"))
+        validation = self.eval_config(project, model).validation
+        x, y = image_classifier.train_data(project.stage_dir(model, "fetch"), validation)
         return finetune_classifier(net, teacher, x, y, cfg, project.seed)

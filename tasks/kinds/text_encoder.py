@@ -17,7 +17,7 @@ from model_compression.config import from_dict
 from model_compression.datasets.text import gensim_datapath
 from model_compression.hashing import sha256_file, sha256_tree
 from model_compression.kinds.text_encoder import TextEvalConfig
-from tasks.kinds.base import DataCheck, Evaluate, Kind, capability
+from tasks.kinds.base import DataCheck, Evaluate, Kind, capability, only_test
 
 if TYPE_CHECKING:
     from torch import nn
@@ -100,7 +100,8 @@ class TextEncoder(Kind):
         return text_encoder.calibration_feeds(project.stage_dir(model, "baseline"), self.eval_config(project, model))
 
     @capability("evaluate")
-    def evaluator(self, project: Project, model: str) -> Evaluate:
+    def evaluator(self, project: Project, model: str, split: str = "test") -> Evaluate:
+        only_test(self.name, split)
         from model_compression.evaluate import sentence
 
         cfg, folder, threads = self.eval_config(project, model), project.stage_dir(model, "baseline"), project.threads

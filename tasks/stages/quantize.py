@@ -10,7 +10,9 @@ in float and checks the graph's outputs against float before it counts as built
 With ``accuracy_control: N``, an int8 artifact that misses the entry's tolerance has up to N
 of its most sensitive nodes (measured on calibration samples) put back in float, one at a
 time, until it passes; otherwise the nearest miss stays, with its shortfall. The pass check
-uses the kind's evaluator, as NNCF's accuracy control uses its validation set.
+uses the kind's evaluator on its selection split (the validation split carved from the
+training data, where the kind has one), as NNCF's accuracy control uses its validation set:
+the test split only reports.
 """
 
 from __future__ import annotations
@@ -47,8 +49,12 @@ def _int8(project: Project, model: str, cfg: OnnxInt8Config, dst: Path) -> dict[
 
 
 def _judged(project: Project, model: str, path: Path) -> dict[str, Any]:
+    """The int8 file's row against fp32 on the kind's selection split: which nodes stay in
+    float is a choice, so it is never made on the test split."""
     files = {"baseline": project.artifact(model, "baseline"), "quantize": path}
-    rows = evaluate_artifacts(project, model, files, bootstrap(project))
+    split = project.kind(model).selection_split(project, model)
+    rows = evaluate_artifacts(project, model, files, bootstrap(project), split)
+    rows[1]["split"] = split
     judge(rows, tolerance(project, model))
     return rows[1]
 

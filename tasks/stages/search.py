@@ -51,6 +51,7 @@ from tasks.evaluation import artifact_row, intervals
 from tasks.gates.regression import bootstrap
 from tasks.gates.selection import policy
 from tasks.gates.tolerance import judge, tolerance
+from tasks.kinds.base import Evaluate
 from tasks.pools import int8_target, kernel_watch, local_pool, resolve_preset
 
 log = logging.getLogger("pipeline")
@@ -79,6 +80,7 @@ class TrialContext:
     preset: str
     latency_runs: int
     seq_len: int
+    evaluate: Evaluate  # on the kind's selection split: trials are chosen there, never on test
 
     def check(self) -> None:
         if time.monotonic() > self.deadline:
@@ -177,7 +179,7 @@ def run_trial(ctx: TrialContext, index: int, recipe: Recipe) -> dict[str, Any]:
         ctx.check()
         path = apply_recipe(ctx, recipe, ctx.workdir / f"{index:03d}")
         ctx.check()
-        result = ctx.project.kind(ctx.model).evaluator(ctx.project, ctx.model)(path, ctx.base.outputs)
+        result = ctx.evaluate(path, ctx.base.outputs)
         metrics = result.metrics
         scored = [dict(ctx.base_row), artifact_row(recipe.name, path, metrics)]
         scored[1]["intervals"] = intervals(result, ctx.base, bootstrap(ctx.project))
@@ -264,14 +266,16 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
         )
     t0 = time.monotonic()
     fp32, recipes, dropped = _plan(project, model, cfg, out)
-    base = project.artifact(model, "baseline")
-    base_eval = project.kind(model).evaluator(project, model)(base, None)
+    base, kind = project.artifact(model, "baseline"), project.kind(model)
+    split = kind.selection_split(project, model)
+    evaluate = kind.evaluator(project, model, split)
+    base_eval = evaluate(base, None)
     base_row = artifact_row("baseline", base, base_eval.metrics)
     seq_len = int((project.section(model, "bench") or {}).get("seq_len", 128))
     with tempfile.TemporaryDirectory(prefix=f"search-{model}-") as tmp:
         ctx = TrialContext(
             project, model, fp32, base_row, base_eval, t0 + cfg.budget_s, Path(tmp),
-            resolve_preset(local_pool(project)), cfg.latency_runs, seq_len,
+            resolve_preset(local_pool(project)), cfg.latency_runs, seq_len, evaluate,
         )  # fmt: skip
         rows, stopped_by = run_trials(ctx, recipes, cfg.workers)
         if stopped_by == "exhausted" and len(recipes) == cfg.max_trials and any("max_trials" in d for d in dropped):
@@ -293,6 +297,7 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
         "passed": sum(r["status"] == "passed" for r in rows),
         "dropped_by_sensitivity": dropped,
         "selection": how,
+        "selected_on": split,  # the split every trial's quality and tolerance was judged on
         "best": best and {k: best[k] for k in ("trial", "recipe", "size_bytes", "p50_ms", "ratio_vs_fp32")},
         "nearest_miss": None if best or miss is None else {"trial": miss["trial"], "recipe": miss["recipe"],
                                                           "missed": miss["reasons"]},
@@ -306,7 +311,9 @@ def _body(project: Project, model: str, out: Path) -> dict[str, Any]:
     else:
         log.info("%s/search: %s of %d trials passed; picked %s (%s)", model, summary["passed"], len(rows),
                  best["recipe"], how)  # fmt: skip
-    return {k: summary[k] for k in ("stopped_by", "planned", "completed", "passed", "best", "nearest_miss")}
+    return {
+        k: summary[k] for k in ("stopped_by", "planned", "completed", "passed", "selected_on", "best", "nearest_miss")
+    }
 
 
 def _inputs(project: Project, model: str) -> dict[str, Path]:

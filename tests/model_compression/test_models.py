@@ -69,3 +69,21 @@ def test_corrupt_idx_file_is_a_clear_error(tmp_path: Path):
     (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b\x08\x00truncated")
     with pytest.raises(ValueError, match="corrupt idx file"):
         fm.read_idx(tmp_path / "bad.gz")
+
+
+def test_the_validation_split_is_the_training_files_tail_and_never_trained_on(tiny_fmnist_dir: Path):
+    full, labels = fm.load_split(tiny_fmnist_dir, "train")
+    train_x, train_y = fm.load_split(tiny_fmnist_dir, "train", validation=0.1)
+    val_x, val_y = fm.load_split(tiny_fmnist_dir, "validation", validation=0.1)
+    assert (len(train_x), len(val_x)) == (1800, 200)  # 10 % of the fixture's 2,000 training images
+    assert np.array_equal(np.concatenate([train_x, val_x]), full) and np.array_equal(
+        np.concatenate([train_y, val_y]), labels
+    )
+    test_x, _ = fm.load_split(tiny_fmnist_dir, "test", validation=0.1)
+    assert len(test_x) == 500  # the test split is never cut
+    with pytest.raises(ValueError, match=r"no validation split: validation=0.0 of 2000 training images"):
+        fm.load_split(tiny_fmnist_dir, "validation")
+    with pytest.raises(ValueError, match=r"validation must be a fraction in \[0, 0.5\], got 0.9"):
+        fm.load_split(tiny_fmnist_dir, "train", validation=0.9)
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'validation', 'test'\), got 'dev'"):
+        fm.load_split(tiny_fmnist_dir, "dev")

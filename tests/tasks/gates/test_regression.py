@@ -38,7 +38,7 @@ def plant_previous(p: Project, artifact: str, source: Path) -> list[str]:
 
 def test_a_planted_quality_regression_fails_the_gate_and_publishes_nothing(tiny_built: Path):
     params = yaml.safe_load((tiny_built / "params.yaml").read_text())
-    params["models"]["tiny-cnn"]["prune"]["sparsity"] = 0.9  # far worse than fp32, inside the lax tolerance
+    params["models"]["tiny-cnn"]["prune"]["sparsity"] = 0.97  # far worse than fp32, inside the lax tolerance
     params["models"]["tiny-cnn"]["search"] = None
     (tiny_built / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run_until(tiny_built, "tiny-cnn", "benchmark")

@@ -57,7 +57,8 @@ def test_cnn_stages_produce_measured_artifacts(tiny_built: Path):
     assert selected["policy"] == "smallest" and selected["selected"] == smallest
     assert selected["uri"] == metrics[smallest]["uri"]
     base = metrics["baseline"]
-    assert base["mdl_bits"] == pytest.approx(8 * base["package_bytes"] + rows["baseline"]["nll_bits"], abs=0.1)
+    # the baseline's package is inexact: its data part is the labels' code length under what it decodes to
+    assert base["mdl_bits"] == pytest.approx(8 * base["package_bytes"] + decoded["nll_bits"], abs=0.1)
     assert base["transfer_ratio"] == pytest.approx(rows["baseline"]["size_bytes"] / base["package_bytes"], rel=1e-3)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from model_compression.evaluate import images
 from model_compression.hashing import sha256_file
 from tasks.core.pipeline import stage
 from tasks.core.project import Project
@@ -37,6 +38,17 @@ def test_every_trial_is_recorded_and_the_policy_picks_among_passing(tiny_built: 
     assert summary["best"]["recipe"] == smallest["recipe"] and smallest["int8"]
     folder = Project.at(tiny_built).stage_dir("tiny-cnn", "search")
     assert (folder / "model.onnx").stat().st_size == smallest["size_bytes"]
+    # the pick was made on the validation split carved from the training images, never on test
+    assert summary["selected_on"] == "validation"
+    fetch = Project.at(tiny_built).stage_dir("tiny-cnn", "fetch")
+    on = {
+        s: images.evaluate(folder / "model.onnx", fetch, 1, None, split=s, validation=0.1)
+        for s in ("validation", "test")
+    }
+    assert on["validation"].examples == 200 and smallest["accuracy"] == pytest.approx(
+        on["validation"].metrics["accuracy"]
+    )
+    assert smallest["accuracy"] != pytest.approx(on["test"].metrics["accuracy"])
     sens = json.loads((folder / "sensitivity.json").read_text())
     assert set(sens["prune"]) == {"features.3.weight", "classifier.1.weight"}  # conv1 < min_numel, head skipped
     assert all(0 <= d["0.5"] < 1 for d in sens["prune"].values())

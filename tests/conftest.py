@@ -88,6 +88,9 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str, zoo: str =
     return {
         "seed": 0,
         "threads": 1,
+        # no kernel-ISA pins: pinned stages would each start a child process inside pytest's;
+        # tests/tasks/core/test_isa.py and test_rebuild.py run the default, portable, profile
+        "reproducibility": {"isa": "native"},
         # which of two tiny models runs faster is noise: publish int8 regardless
         "pools": {"local": {"work_pool": None, "preset": "avx2", "publish_slower_int8": True}},
         "catalogue": ["tiny-text", "tiny-cnn"],

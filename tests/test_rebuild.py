@@ -75,6 +75,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, s3_server, tiny_bert_dir: Pat
     params = tiny_params(s3_server.endpoint_url, tiny_bert_dir, tiny_fmnist_dir, "rebuild")
     params["catalogue"].append("digits")  # a team's TorchScript model as a catalogue entry: no code
     params["models"]["digits"] = entry(byo_files, "torchscript")
+    params["reproducibility"] = {"isa": "portable"}  # the default: every entry point runs the pinned stages pinned
     root = make_project(tmp_path_factory.mktemp("dvc") / "repo", params, with_code=True)
     sh(root, "git", "init", "-q")
     sh(root, "dvc", "init", "-q")

@@ -161,7 +161,8 @@ def distill(
     inner: Any = student.encoder
     inner.embeddings.word_embeddings.weight.requires_grad_(not cfg.freeze_word_embeddings)
     params = [p for p in student.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: its sqrt is exactly rounded, the same bits on every CPU (MKL's vectorised one is not)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator

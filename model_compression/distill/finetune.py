@@ -1,5 +1,13 @@
 """Fine-tuning a compressed model against its fp32 teacher (knowledge distillation), with
-pruned weights held at zero.
+its structure held: pruned weights stay zero, and a k-means-shared tensor keeps its
+assignments while its shared values (the centroids) learn.
+
+The centroids are fine-tuned by projection (Han et al., 2016, fine-tune the codebook with
+the assignments fixed): after every optimiser step each group of weights that shared a value
+is set to the group's mean, the Euclidean projection back onto tied weights. With plain SGD
+that is exactly the paper's update (the group's summed gradient, scaled by 1/size); with
+Adam it is the projected Adam step. At the end each centroid is rounded to float16, the
+codebook precision the transfer package stores exactly.
 
 - Classifiers (the CNN): logit KD with temperature, ``(1 - alpha) CE + alpha T^2 KL``.
 - Sentence encoders (MiniLM): hidden-state and embedding KD. The loss is
@@ -62,24 +70,70 @@ def zero_mask(model: nn.Module) -> list[tuple[nn.Parameter, torch.Tensor]]:
     return [(p, p.detach() == 0) for p in model.parameters() if p.dim() >= 2 and bool((p == 0).any())]
 
 
-def _holder(masks: list[tuple[nn.Parameter, torch.Tensor]]) -> Any:
+MAX_SHARED = 256  # k-means at up to 8 bits: a weight matrix with this few distinct non-zero values is shared
+
+
+@dataclass
+class Tied:
+    """One shared weight matrix: the group of each element (its value's index among the
+    tensor's distinct values), the group sizes, and the group of zero (-1 if none)."""
+
+    param: nn.Parameter
+    group: torch.Tensor
+    sizes: torch.Tensor
+    zero: int
+
+
+class Structure:
+    """What fine-tuning must keep of a compressed model: zeros and k-means assignments.
+
+    ``hold()`` after every optimiser step re-applies both; ``finish()`` once at the end
+    rounds the centroids to float16. Tensors with at most ``MAX_SHARED`` distinct non-zero
+    values, and at least 4 elements per value, count as shared."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.zeros = zero_mask(model)
+        self.tied: list[Tied] = []
+        for p in model.parameters():
+            if p.dim() < 2:
+                continue
+            values, group = p.detach().flatten().unique(return_inverse=True)
+            nonzero = int((values != 0).sum())
+            if nonzero <= MAX_SHARED and p.numel() >= 4 * len(values):
+                zero = int((values == 0).nonzero()[0]) if nonzero < len(values) else -1
+                self.tied.append(Tied(p, group, torch.bincount(group, minlength=len(values)), zero))
+
     @torch.no_grad()
-    def hold() -> None:
-        for p, m in masks:
+    def hold(self) -> None:
+        for t in self.tied:
+            flat = t.param.view(-1)
+            means = torch.zeros(len(t.sizes), dtype=flat.dtype).index_add_(0, t.group, flat) / t.sizes
+            if t.zero >= 0:
+                means[t.zero] = 0.0
+            flat.copy_(means[t.group])
+        for p, m in self.zeros:
             p.masked_fill_(m, 0.0)
 
-    return hold
+    @torch.no_grad()
+    def finish(self) -> None:
+        for t in self.tied:
+            t.param.copy_(t.param.half().float())
+
+    def summary(self) -> dict[str, int]:
+        return {"zero_masked": len(self.zeros), "centroids_tuned": len(self.tied)}
 
 
 def finetune_classifier(
     student: nn.Module, teacher: nn.Module, x: np.ndarray, y: np.ndarray, cfg: FinetuneConfig, seed: int = 0
 ) -> list[float]:
-    """Logit-KD fine-tuning of ``student`` in place, its zeros held; returns epoch losses."""
+    """Logit-KD fine-tuning of ``student`` in place, its structure held; returns epoch losses."""
     torch.manual_seed(seed)
     soft = predict_logits(teacher, x)
     train_cfg = dataclasses.replace(cfg.train, seed=seed)
-    hold = _holder(zero_mask(student))
-    return train(student, x, y, train_cfg, soft, cfg.temperature, cfg.alpha, after_step=hold)
+    held = Structure(student)
+    losses = train(student, x, y, train_cfg, soft, cfg.temperature, cfg.alpha, after_step=held.hold)
+    held.finish()
+    return losses
 
 
 def _states(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -94,10 +148,10 @@ def finetune_encoder(
     """Hidden-state + embedding KD of a sentence encoder in place; returns per-step losses."""
     if len(sentences) < cfg.batch_size:
         raise ValueError(f"need at least batch_size={cfg.batch_size} sentences, got {len(sentences)}")
-    hold = _holder(zero_mask(student))
+    held = Structure(student)
     teacher.eval()
     student.train()
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr)
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, fused=True)  # fused: an exactly rounded sqrt
     g = torch.Generator().manual_seed(seed)
     losses = []
     for _ in range(cfg.steps):
@@ -115,8 +169,9 @@ def finetune_encoder(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        hold()
+        held.hold()
         losses.append(loss.item())
+    held.finish()
     student.eval()
     return losses
 

@@ -25,6 +25,8 @@ import logging
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from model_compression.hashing import sha256_file, sha256_json, sha256_tree
-from tasks.core import codehash, faults, runtime
+from tasks.core import codehash, faults, isa, runtime
 from tasks.core.procs import pid_alive
 from tasks.core.project import Project
 from tasks.kinds import KINDS
@@ -108,6 +110,9 @@ class DiskFullError(OSError):
 
 # Output folders being written right now (``<stage>.partial-*``): what a cancelled run removes.
 ACTIVE: set[Path] = set()
+# Stages running in a child process under kernel-ISA pins, with their output folder: a
+# cancelled run stops them and removes their partial folders too.
+CHILDREN: dict[subprocess.Popen[bytes], Path] = {}
 # Stages run in worker threads while a signal handler runs in the main thread: the handler
 # and a stage's final swap (folder rename + record) take this lock, so a stage either
 # commits completely before the clean-up or never commits.
@@ -125,7 +130,13 @@ def stop_commits() -> list[Path]:
     global _STOPPING
     with _COMMIT:
         _STOPPING = True
-        return sorted(ACTIVE)
+        partial = set(ACTIVE)
+    for child, out in list(CHILDREN.items()):
+        child.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=10)
+        partial |= set(out.parent.glob(f"{out.name}.partial-{child.pid}-*"))
+    return sorted(partial)
 
 
 def reset_peak_rss() -> None:
@@ -167,6 +178,9 @@ class Stage:
         uses: ``(project, model) -> kind capabilities`` it calls (``tasks/kinds/base.py``).
         code: ``(project, model) -> modules`` its params name through a registry (recipe
             steps); the stage's own module and the kind adapter are always in.
+        pinned: ``(project, model) -> bool``: the stage trains or fine-tunes (or computes a
+            training target), so it runs under ``reproducibility.isa``'s kernel pins
+            (``tasks/core/isa.py``), in a child process when this one was not started under them.
         extra: ``(project, model) -> values`` in the key that params.yaml does not hold,
             such as this machine's int8 preset and the hash of its kernel profile.
         watches: ``(project, model) -> paths`` another DVC stage writes, whose content
@@ -182,6 +196,7 @@ class Stage:
     params: Names
     uses: Names = _none
     code: Names = _none
+    pinned: Callable[[Project, str], bool] = lambda p, m: False
     extra: Callable[[Project, str], dict[str, Any]] = _nothing
     watches: Callable[[Project, str], list[Path]] = lambda p, m: []
     version: int = 1
@@ -202,7 +217,9 @@ class Stage:
         return codehash.closure(self.entries(project, model))
 
     def resolved_params(self, project: Project, model: str) -> dict[str, tuple[str | None, Any]]:
-        return {s: resolve_param(project, model, s) for s in self.params(project, model)}
+        """Every params.yaml entry the stage reads; a pinned stage also reads its kernel-ISA profile."""
+        selectors = [*self.params(project, model), *(["reproducibility.isa"] if self.pinned(project, model) else [])]
+        return {s: resolve_param(project, model, s) for s in selectors}
 
     def key(self, project: Project, model: str) -> tuple[str, dict[str, Any]]:
         """(key, the material it hashes). Raises if an input is missing."""
@@ -240,7 +257,11 @@ class Stage:
         if current is not None:
             log.info("%s/%s is up to date (key %s)", model, self.name, key[:12])
             return current
+        profile = isa.profile_name(project.params) if self.pinned(project, model) else "native"
+        if not isa.in_effect(profile):
+            return self._run_pinned(project, model, profile, key)
         runtime.configure(project.seed, project.threads)
+        isa.configure_torch(profile)
         remove_dead_partials(out)
         tmp = out.with_name(f"{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)
@@ -274,6 +295,7 @@ class Stage:
             "versions": library_versions(),
             "seed": project.seed,
             "threads": project.threads,
+            "isa": isa.effective(profile),
             "seconds": round(time.perf_counter() - t0, 2),
             "peak_rss_mb": peak_rss_mb(),
             "summary": summary,
@@ -289,6 +311,28 @@ class Stage:
             ACTIVE.discard(tmp)
             _write_atomic(record_path(out), record)
         log.info("%s/%s: done in %.1f s, peak RSS %s MiB", model, self.name, record["seconds"], record["peak_rss_mb"])
+        return record
+
+    def _run_pinned(self, project: Project, model: str, profile: str, key: str) -> dict[str, Any]:
+        """Run the stage in ``python -m tasks`` started under ``profile``'s pins (they must be
+        in place before torch runs a kernel); its record, once the child has committed."""
+        out = project.stage_dir(model, self.name)
+        cmd = [sys.executable, "-m", "tasks", self.name, model, "--root", str(project.root)]
+        log.info("%s/%s: running in a child process under the %r kernel pins", model, self.name, profile)
+        # the child imports what this process can (a team's factory module on sys.path included)
+        path = os.pathsep.join(p for p in sys.path if p)
+        child = subprocess.Popen(cmd, env={**os.environ, **isa.environment(profile), "PYTHONPATH": path})
+        CHILDREN[child] = out
+        try:
+            code = child.wait()
+        finally:
+            CHILDREN.pop(child, None)
+        if _STOPPING:
+            raise StageStopped(f"{model}/{self.name}: the run is stopping; the child was stopped")
+        record = _current(out, key)
+        if code != 0 or record is None:
+            remove_dead_partials(out)
+            raise RuntimeError(f"stage {self.name} of {model} failed in its pinned child process (exit {code})")
         return record
 
 

@@ -29,4 +29,5 @@ STAGE = Stage(
     inputs=_inputs,
     params=lambda p, m: ["seed", "threads", "model.kind", *(f"model.{s}" for s in p.kind(m).baseline_sections)],
     uses=lambda p, m: ["baseline"],
+    pinned=lambda p, m: bool(p.section(m, "train")),  # a model trained here: kernel-ISA pins
 )

@@ -46,4 +46,5 @@ STAGE = Stage(
     },
     params=lambda p, m: ["seed", "threads", "model.kind", "model.distill", "model.eval"],
     uses=lambda p, m: ["load", "distill", "export"],
+    pinned=lambda p, m: p.section(m, "distill") is not None,
 )

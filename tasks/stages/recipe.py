@@ -123,6 +123,7 @@ STAGE = Stage(
     inputs=_inputs,
     params=_params,
     uses=_uses,
+    pinned=lambda p, m: bool(p.recipe_names(m)),  # recipes fine-tune
     code=lambda p, m: chains.step_modules(*_step_names(p, m)),
     extra=lambda p, m: int8_target(p) if p.section(m, "recipe") else {},
     watches=lambda p, m: kernel_watch(p) if p.section(m, "recipe") else [],

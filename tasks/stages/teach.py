@@ -25,4 +25,5 @@ STAGE = Stage(
     inputs=lambda p, m: {"baseline": p.stage_dir(m, "baseline"), **p.kind(m).data_inputs(p, m)},
     params=lambda p, m: ["model.kind", "model.eval", "model.teach"],
     uses=lambda p, m: ["teach"] if p.kind(m).teach_config else [],  # the others skip it
+    pinned=lambda p, m: bool(p.kind(m).teach_config) and p.section(m, "teach") is not None,  # training targets
 )

@@ -8,12 +8,14 @@ from torch import nn
 from model_compression.distill.finetune import FinetuneConfig, finetune_classifier, finetune_encoder
 from model_compression.models.fashion_cnn import CNNConfig, FashionCNN, TrainConfig
 from model_compression.models.text_encoder import SentenceEncoder
+from model_compression.prune.magnitude import MagnitudePruneConfig, prune
 from model_compression.prune.structured import (
     ChannelPruneConfig,
     TransformerPruneConfig,
     prune_channels,
     prune_transformer,
 )
+from model_compression.quantize.kmeans import KMeansConfig, share
 from model_compression.score.structure import unit_scores
 
 
@@ -133,6 +135,32 @@ def test_classifier_finetuning_learns_and_holds_pruned_zeros():
     losses = finetune_classifier(student, teacher, x, y, cfg)
     assert len(losses) == 3 and losses[-1] < losses[0]
     assert (student.classifier[1].weight[:, ::2] == 0).all()
+
+
+def test_centroid_finetuning_keeps_assignments_and_zeros_and_moves_the_codebook():
+    teacher = cnn()
+    student, _ = prune_channels(teacher, ChannelPruneConfig(amount=0.5))
+    prune(student, MagnitudePruneConfig(sparsity=0.8, scope="global", min_numel=64))
+    share(student, KMeansConfig(bits=3, min_numel=64))
+    w = student.classifier[1].weight
+    before = w.detach().clone()
+    values, groups = before.flatten().unique(return_inverse=True)
+    assert 3 <= len(values) <= 9 and (values == 0).any()  # zero and at most 8 centroids
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, 256)
+    losses = finetune_classifier(
+        student, teacher, x, y, FinetuneConfig(train=TrainConfig(epochs=3, batch_size=32, lr=0.003))
+    )
+    assert losses[-1] < losses[0]
+    after = w.detach().flatten()
+    # every weight that shared a value still shares it with the same others, zeros included
+    for g in range(len(values)):
+        assert after[groups == g].unique().numel() == 1
+    assert (after[before.flatten() == 0] == 0).all()
+    moved = [float(after[groups == g][0]) for g in range(len(values))]
+    assert moved != values.tolist()  # the centroids learned
+    assert all(float(torch.tensor(v).half().float()) == v for v in moved)  # float16 codebook: packaged exactly
 
 
 class _Tok:

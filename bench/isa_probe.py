@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import subprocess
 import sys
 
@@ -49,7 +48,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=64)
     a = ap.parse_args()
     if not isa.in_effect(a.profile):  # the pins must be in the environment before torch loads
-        env = {**os.environ, **isa.environment(a.profile)}
+        env = isa.environment(a.profile)
         return subprocess.call([sys.executable, "-m", "bench.isa_probe", *sys.argv[1:]], env=env)
     isa.configure_torch(a.profile)
     digest = train(a.steps, a.batch)

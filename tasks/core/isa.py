@@ -55,16 +55,22 @@ def profile_name(params: dict[str, Any]) -> str:
     return name
 
 
-def environment(name: str) -> dict[str, str]:
-    """The variables a process needs at start to run under profile ``name``."""
-    return {**PROFILES[name], MARKER: name}
+PINNED_VARS = frozenset(k for env in PROFILES.values() for k in env)
+
+
+def environment(name: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a process started under profile ``name`` gets: ``base`` (default
+    this process's) without any profile's variables, plus ``name``'s and the marker naming it
+    (which tells ``pin_at_start`` in that process that its profile is chosen)."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in PINNED_VARS}
+    return {**env, **PROFILES[name], MARKER: name}
 
 
 def in_effect(name: str) -> bool:
-    """Whether this process was started under profile ``name`` (``native`` always is: it pins nothing)."""
-    if not PROFILES[name]:
-        return True
-    return os.environ.get(MARKER) == name and all(os.environ.get(k) == v for k, v in PROFILES[name].items())
+    """Whether this process runs under exactly profile ``name``'s pins, set at its start
+    (``native``: no pins at all)."""
+    pins = {k: os.environ[k] for k in PINNED_VARS if k in os.environ}
+    return pins == PROFILES[name] and (not pins or os.environ.get(MARKER) == name)
 
 
 def pin_at_start(root: Path) -> str | None:
@@ -72,7 +78,9 @@ def pin_at_start(root: Path) -> str | None:
     kernel library is loaded yet (the pipeline's entry points: ``python -m tasks`` under
     ``dvc repro``, ``python -m flows.nightly``); its stages then need no child process.
     Returns the profile pinned, or None (too late, no params.yaml, or nothing to pin)."""
-    if any(m in sys.modules for m in ("torch", "numpy")) or not (root / "params.yaml").is_file():
+    if MARKER in os.environ or any(m in sys.modules for m in ("torch", "numpy")):
+        return None  # a parent chose this process's profile, or the kernels are loaded already
+    if not (root / "params.yaml").is_file():
         return None
     try:
         name = profile_name(yaml.safe_load((root / "params.yaml").read_text()) or {})
@@ -80,7 +88,7 @@ def pin_at_start(root: Path) -> str | None:
         return None  # the project's own check names a broken params.yaml, with its path
     if not PROFILES[name]:
         return None
-    os.environ.update(environment(name))
+    os.environ.update(environment(name, {}))
     return name
 
 

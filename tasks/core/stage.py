@@ -257,11 +257,12 @@ class Stage:
         if current is not None:
             log.info("%s/%s is up to date (key %s)", model, self.name, key[:12])
             return current
-        profile = isa.profile_name(project.params) if self.pinned(project, model) else "native"
-        if not isa.in_effect(profile):
+        profile = isa.profile_name(project.params) if self.pinned(project, model) else None
+        if profile is not None and not isa.in_effect(profile):
             return self._run_pinned(project, model, profile, key)
         runtime.configure(project.seed, project.threads)
-        isa.configure_torch(profile)
+        if profile is not None:
+            isa.configure_torch(profile)
         remove_dead_partials(out)
         tmp = out.with_name(f"{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)
@@ -295,7 +296,7 @@ class Stage:
             "versions": library_versions(),
             "seed": project.seed,
             "threads": project.threads,
-            "isa": isa.effective(profile),
+            "isa": isa.effective(profile) if profile else {"profile": None, "cpu": isa.cpu_model()},
             "seconds": round(time.perf_counter() - t0, 2),
             "peak_rss_mb": peak_rss_mb(),
             "summary": summary,
@@ -321,7 +322,7 @@ class Stage:
         log.info("%s/%s: running in a child process under the %r kernel pins", model, self.name, profile)
         # the child imports what this process can (a team's factory module on sys.path included)
         path = os.pathsep.join(p for p in sys.path if p)
-        child = subprocess.Popen(cmd, env={**os.environ, **isa.environment(profile), "PYTHONPATH": path})
+        child = subprocess.Popen(cmd, env={**isa.environment(profile), "PYTHONPATH": path})
         CHILDREN[child] = out
         try:
             code = child.wait()

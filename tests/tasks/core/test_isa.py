@@ -29,7 +29,8 @@ def set_profile(root: Path, name: str) -> None:
 def test_profiles_are_named_and_an_unknown_one_is_refused():
     assert isa.profile_name({}) == "portable"  # the reproducible choice is the default
     assert isa.environment("portable")["ATEN_CPU_CAPABILITY"] == "default"
-    assert isa.in_effect("native")  # pins nothing: always in effect
+    assert isa.in_effect("native")  # pytest's process has no pins
+    assert isa.environment("native", {"MKL_CBWR": "COMPATIBLE", "HOME": "/h"}) == {"HOME": "/h", isa.MARKER: "native"}
     with pytest.raises(ValueError, match=r"reproducibility.isa must be one of \['native', 'portable'\], got 'avx9'"):
         isa.profile_name({"reproducibility": {"isa": "avx9"}})
     assert isa.pin_at_start(Path.cwd()) is None  # torch is loaded here: too late to pin this process

@@ -33,7 +33,7 @@ class ImageClassifier(Kind):
         {"prune_channels", "prune", "prune_sensitive", "factorize", "finetune", "kmeans", "kmeans_sensitive", "int8",
          "int4"}
     )  # fmt: skip
-    baseline_sections = ("arch", "train")
+    baseline_sections = ("arch", "train", "eval")  # eval.validation is held out of the training set
     distill_config = "model_compression.distill.logits:LogitDistillConfig"
     default_eval: ClassVar[dict[str, Any] | None] = {}  # every field of ImageEvalConfig has a default
 

@@ -121,7 +121,7 @@ def effective(name: str) -> dict[str, Any]:
     return {
         "profile": name,
         "pinned": in_effect(name),
-        "env": {k: os.environ.get(k) for k in PROFILES["portable"]},
+        "env": {k: os.environ.get(k) for k in sorted(PINNED_VARS)},
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkldnn": bool(torch.backends.mkldnn.enabled),
         "nnpack": bool(torch._C._get_nnpack_enabled()),

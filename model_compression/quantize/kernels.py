@@ -35,6 +35,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from model_compression.runtime.cpu import cpu
+
 FORMATS = ("qdq_u8s8", "qdq_s8s8", "qop_u8s8")  # (format, activations x weights)
 DEFAULT_FORMAT = "qdq_u8s8"
 NOISE = 1.15  # speed ratios within 1/1.15..1.15 are noise on a shared 2-core VM
@@ -247,15 +249,7 @@ def measure(cfg: KernelProfileConfig, work: Path, classes: Iterable[str] = CLASS
 
 def machine() -> dict[str, Any]:
     """The CPU model and the instruction-set flags int8 kernels depend on."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    model, flags = cpu()
     wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd")
     return {"cpu": model, "arch": platform.machine(), "isa": sorted(f for f in wanted if f in flags)}
 

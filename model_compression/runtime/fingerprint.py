@@ -10,22 +10,15 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from model_compression.runtime.cpu import cpu
+
 _FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp")
 
 
 def fingerprint() -> dict[str, object]:
     """CPU model and SIMD flags, core count, memory (GiB), onnxruntime version and its
     execution providers, and the GPUs (name, driver) where ``nvidia-smi`` finds any."""
-    model, flags = platform.processor() or "unknown", set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            if key in ("model name", "hardware") and model in ("unknown", "", platform.machine()):
-                model = value.strip()
-            elif key in ("flags", "features"):
-                flags.update(value.split())
+    model, flags = cpu()
     mem_gib = None
     meminfo = Path("/proc/meminfo")
     if meminfo.is_file():

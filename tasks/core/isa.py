@@ -19,12 +19,13 @@ A new profile is one entry of ``PROFILES``.
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from model_compression.runtime.cpu import cpu
 
 # Each profile: the environment variables it sets, read by ATen, oneDNN and MKL when they
 # first run. Measured with ../shared/tools/isa_probe.py natively (AMD EPYC Zen 3) and under
@@ -102,17 +103,6 @@ def configure_torch(name: str) -> None:
         torch.backends.nnpack.set_flags(False)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux ``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def effective(name: str) -> dict[str, Any]:
     """What a stage record keeps: the profile, its pins as this process has them, the
     kernel capability torch chose, and the CPU it ran on."""
@@ -125,5 +115,5 @@ def effective(name: str) -> dict[str, Any]:
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkldnn": bool(torch.backends.mkldnn.enabled),
         "nnpack": bool(torch._C._get_nnpack_enabled()),
-        "cpu": cpu_model(),
+        "cpu": cpu()[0],
     }

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from model_compression.hashing import sha256_file, sha256_json, sha256_tree
+from model_compression.runtime.cpu import cpu
 from tasks.core import codehash, faults, isa, runtime
 from tasks.core.procs import pid_alive
 from tasks.core.project import Project
@@ -296,7 +297,7 @@ class Stage:
             "versions": library_versions(),
             "seed": project.seed,
             "threads": project.threads,
-            "isa": isa.effective(profile) if profile else {"profile": None, "cpu": isa.cpu_model()},
+            "isa": isa.effective(profile) if profile else {"profile": None, "cpu": cpu()[0]},
             "seconds": round(time.perf_counter() - t0, 2),
             "peak_rss_mb": peak_rss_mb(),
             "summary": summary,

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from model_compression import onnx_export
-from model_compression.quantize.onnx_int8 import OnnxInt8Config, count_quantized_nodes, quantize
+from model_compression.quantize.onnx_int8 import OnnxInt8Config, count_quantized_nodes, on_grid, quantize
 from model_compression.runtime.session import make_session
 
 
@@ -59,6 +59,33 @@ def test_static_qdq_with_calibration(cnn_onnx: Path, tmp_path: Path):
     ref = make_session(cnn_onnx).run(None, {"image": x})[0]
     got = make_session(out).run(None, {"image": x})[0]
     assert sqnr_db(ref, got) > 15.0
+
+
+def test_static_ranges_on_a_grid_absorb_last_bit_differences(cnn_onnx: Path, tmp_path: Path):
+    """Calibration inputs that differ in their last bits (as onnxruntime's kernels do
+    between CPUs) change the bytes of a plain static int8 graph, not of one whose ranges
+    are on the grid."""
+    rng = np.random.default_rng(0)
+    calib = [{"image": rng.standard_normal((8, 1, 28, 28)).astype(np.float32)} for _ in range(4)]
+    nudged = [{"image": np.nextafter(f["image"], np.float32(np.inf))} for f in calib]
+    built = {}
+    for bits in (0, 5):
+        cfg = OnnxInt8Config(mode="static", range_grid_bits=bits)
+        a = quantize(cnn_onnx, tmp_path / f"a{bits}.onnx", cfg, calib).read_bytes()
+        b = quantize(cnn_onnx, tmp_path / f"b{bits}.onnx", cfg, nudged).read_bytes()
+        built[bits] = (a, b)
+    assert built[0][0] != built[0][1]
+    assert built[5][0] == built[5][1]
+    assert not list(tmp_path.glob("*.ranges.json"))  # the rounded cache does not outlive the call
+
+
+def test_on_grid_widens_ranges_outward_to_multiples_of_the_step():
+    lo, hi = on_grid(np.array([-0.3, 0.0], np.float32), np.array([1.7, 0.0], np.float32), 5)
+    step = 2.0**1 / 32  # 1.7 is below 2^1: the grid of that power of two, 32 steps
+    assert lo[0] <= -0.3 and hi[0] >= 1.7 and hi[0] - 1.7 < step and -0.3 - lo[0] < step
+    assert (lo[0] / step).is_integer() and (hi[0] / step).is_integer()
+    assert lo[1] == hi[1] == 0.0
+    assert on_grid(np.float32(-0.3), np.nextafter(np.float32(1.7), np.float32(2)), 5)[1] == hi[0]
 
 
 def test_static_without_calibration_is_an_error(cnn_onnx: Path, tmp_path: Path):

@@ -90,6 +90,7 @@ STEPS: dict[str, Step] = {
     ),
     "int8": Step(f"{_Q}.onnx_int8:OnnxInt8Config", onnx=f"{_Q}.presets:recipe_step", needs=("calibration",)),
     "int4": Step(f"{_Q}.onnx_int4:Int4Config", onnx=f"{_Q}.onnx_int4:recipe_step"),
+    "codebook": Step(f"{_Q}.onnx_codebook:CodebookGraphConfig", onnx=f"{_Q}.onnx_codebook:recipe_step"),
     "fuse": Step(
         "model_compression.fuse.transformer:TransformerFusionConfig",
         onnx="model_compression.fuse.transformer:recipe_step",

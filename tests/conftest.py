@@ -128,6 +128,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str, zoo: str =
                 {"step": "finetune", "train": {"epochs": 1, "subset": 512, "lr": 0.002}},
                 {"step": "prune", "sparsity": 0.6, "min_numel": 64},
                 {"step": "kmeans", "bits": 3, "min_numel": 64},
+                {"step": "codebook"},
             ],
         },
         "models": {

@@ -18,6 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from model_compression.info.entropy import empirical_entropy, tensor_symbols
+from model_compression.quantize.onnx_codebook import dense, index_bits
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,11 @@ class WeightBound:
     density: float
 
 
-def _weights(path: str | Path, bits: int, min_numel: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, values, symbols)`` of each initializer with ``min_numel``+ elements: integer
-    tensors are their own symbols, float tensors are ``bits``-bit linearly quantized."""
-    for init in onnx.load(str(path)).graph.initializer:
+def _weights(model: onnx.ModelProto, bits: int, min_numel: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, values, symbols)`` of each weight with ``min_numel``+ elements (a graph's
+    codebook-coded tensors decoded): integer tensors are their own symbols, float tensors
+    are ``bits``-bit linearly quantized."""
+    for init in dense(model).graph.initializer:
         arr = numpy_helper.to_array(init)
         if arr.size < min_numel:
             continue
@@ -41,7 +43,7 @@ def _weights(path: str | Path, bits: int, min_numel: int) -> Iterator[tuple[str,
 
 def onnx_weight_bound(path: str | Path, bits: int = 8, min_numel: int = 1024) -> WeightBound:
     numel, total_bits, nonzero = 0, 0.0, 0
-    for _, arr, symbols in _weights(path, bits, min_numel):
+    for _, arr, symbols in _weights(onnx.load(str(path)), bits, min_numel):
         numel += arr.size
         nonzero += int(np.count_nonzero(symbols))
         total_bits += arr.size * empirical_entropy(symbols)
@@ -52,7 +54,8 @@ def onnx_weight_bound(path: str | Path, bits: int = 8, min_numel: int = 1024) ->
 class LayerStats:
     """One weight tensor of an ONNX artifact.
 
-    ``storage_bits`` is bits per stored element (32 for fp32, 8 for int8);
+    ``storage_bits`` is bits per stored element (32 for fp32, 8 for int8, the index width
+    of a codebook-coded tensor);
     ``entropy_bits`` is the zeroth-order entropy per element of its symbols (float
     tensors after ``bits``-bit linear quantization); ``sparsity`` the fraction of zeros.
     """
@@ -66,13 +69,14 @@ class LayerStats:
 
 def onnx_layer_stats(path: str | Path, bits: int = 8, min_numel: int = 1024) -> list[LayerStats]:
     """Per-tensor storage, entropy and sparsity of the initializers with ``min_numel``+ elements."""
-    out = []
-    for name, arr, symbols in _weights(path, bits, min_numel):
+    model = onnx.load(str(path))
+    coded, out = index_bits(model), []
+    for name, arr, symbols in _weights(model, bits, min_numel):
         out.append(
             LayerStats(
                 name=name,
                 numel=int(arr.size),
-                storage_bits=arr.dtype.itemsize * 8,
+                storage_bits=coded.get(name, arr.dtype.itemsize * 8),
                 entropy_bits=float(empirical_entropy(symbols)),
                 sparsity=float(1 - np.count_nonzero(arr) / arr.size),
             )

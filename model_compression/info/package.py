@@ -36,6 +36,7 @@ import onnx
 from onnx import numpy_helper
 
 from model_compression.info.entropy import empirical_entropy, symbols_and_codebook, tensor_symbols
+from model_compression.quantize.onnx_codebook import dense
 
 MAGIC = b"MCPK2\n"
 
@@ -187,8 +188,10 @@ def _pack_tensor(name: str, arr: np.ndarray, bits: int) -> tuple[dict[str, objec
 
 
 def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024) -> PackageStats:
-    """Write the transfer package of the ONNX model at ``src`` to ``dst``."""
-    model = onnx.load(str(src))
+    """Write the transfer package of the ONNX model at ``src`` to ``dst``. A graph that
+    decodes its own codebooks (``quantize/onnx_codebook.py``) is packaged in its dense form:
+    the entropy coder sees the indices, not their packed bytes."""
+    model = dense(onnx.load(str(src)))
     header: list[dict[str, object]] = []
     payloads: list[bytes] = []
     numel, bound_bits, exact, keep = 0, 0.0, True, []
@@ -266,7 +269,7 @@ def unpack(
 def verify(src: str | Path, path: str | Path, bits: int = 8) -> int:
     """Decode the package at ``path`` and compare every tensor with the symbols ``src``
     encodes to; returns the number of tensors checked, raises on any difference."""
-    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer}
+    inits = {i.name: numpy_helper.to_array(i) for i in dense(onnx.load(str(src))).graph.initializer}
     _, symbols, _, _ = unpack(path)
     for name, decoded in symbols.items():
         expected, _, _ = _symbols(inits[name], bits)

@@ -31,7 +31,7 @@ class ImageClassifier(Kind):
     name = "image-classifier"
     recipe_steps = frozenset(
         {"prune_channels", "prune", "prune_sensitive", "factorize", "finetune", "kmeans", "kmeans_sensitive", "int8",
-         "int4"}
+         "int4", "codebook"}
     )  # fmt: skip
     baseline_sections = ("arch", "train", "eval")  # eval.validation is held out of the training set
     distill_config = "model_compression.distill.logits:LogitDistillConfig"

@@ -31,7 +31,7 @@ class TextEncoder(Kind):
     name = "text-encoder"
     recipe_steps = frozenset(
         {"prune_transformer", "layer_drop", "prune", "prune_sensitive", "factorize", "finetune", "kmeans",
-         "kmeans_sensitive", "int8", "int4", "embed_lowbit", "fuse"}
+         "kmeans_sensitive", "int8", "int4", "embed_lowbit", "fuse", "codebook"}
     )  # fmt: skip
     distill_config = "model_compression.distill.embedding:EmbeddingDistillConfig"
     teach_config = "model_compression.distill.teacher_cache:TeacherCacheConfig"

@@ -36,6 +36,16 @@ def test_channel_pruning_shrinks_every_tensor_of_the_chain():
     assert small(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
 
 
+def test_kept_units_round_up_to_a_multiple_and_never_past_the_layer():
+    # 8 * 0.45 = 3.6 -> 5 kept -> 8 (all); 16 -> 9 kept -> 16 (all); 32 -> 18 -> 24
+    _, shapes = prune_channels(cnn(), ChannelPruneConfig(amount=0.45, round_to=8))
+    assert shapes == {"features.0": [8, 8], "features.3": [16, 16], "classifier.1": [32, 24], "classifier.3": [10, 10]}
+    _, shapes = prune_channels(cnn(), ChannelPruneConfig(amount=0.7, round_to=4))
+    assert [after for _, after in shapes.values()] == [4, 8, 12, 10]  # 3 -> 4, 5 -> 8, 10 -> 12
+    with pytest.raises(ValueError, match="round_to must be a positive"):
+        ChannelPruneConfig(round_to=0)
+
+
 def test_channel_pruning_keeps_the_highest_l1_channels_and_their_exact_function():
     model = cnn()
     with torch.no_grad():  # silence half the first conv's channels: pruning them changes nothing

@@ -10,6 +10,7 @@ import yaml
 from onnx import numpy_helper
 
 from model_compression.info.package import rebuild
+from model_compression.quantize.onnx_codebook import PREFIX, dense
 from model_compression.runtime.session import make_session
 from tasks.core.pipeline import stage
 from tasks.core.project import Project
@@ -24,7 +25,7 @@ def test_deep_compression_recipe_thins_prunes_shares_and_packs_exactly(tiny_buil
     summary = json.loads((p.data / "tiny-cnn" / "recipe.record.json").read_text())["summary"]
     mine = summary["recipes"][DC]
     assert set(summary["recipes"]) == {DC} and mine["storage_only"] and mine["from"] == "baseline"
-    assert mine["steps"] == ["prune_channels", "finetune", "prune", "kmeans"]
+    assert mine["steps"] == ["prune_channels", "finetune", "prune", "kmeans", "codebook"]
     steps = json.loads((p.stage_dir("tiny-cnn", "recipe") / DC / "steps.json").read_text())
     assert steps[0]["units"] == {
         "features.0": [4, 2], "features.3": [8, 4], "classifier.1": [16, 8], "classifier.3": [10, 10]
@@ -32,10 +33,16 @@ def test_deep_compression_recipe_thins_prunes_shares_and_packs_exactly(tiny_buil
     assert mine["parameters"] == (2 * 9 + 2) + (4 * 2 * 9 + 4) + (4 * 49 * 8 + 8) + (8 * 10 + 10)
     assert steps[2]["sparsity"] == pytest.approx(0.6, abs=0.01)
     assert steps[3]["max_distinct_values"] <= 2**3 + 1
-    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(p.artifact("tiny-cnn", DC))).graph.initializer}
+    # the one shared tensor of 1024+ weights (the hidden layer) is stored as 4-bit indices
+    assert steps[4]["coded"] == 1 and steps[4]["index_bits"] == [4]
+    graph = onnx.load(str(p.artifact("tiny-cnn", DC)))
+    assert graph.graph.node[0].name.startswith(PREFIX)  # the artifact decodes its codebooks itself
+    inits = {i.name: numpy_helper.to_array(i) for i in dense(graph).graph.initializer}
     fc = inits["classifier.1.weight"]
     assert fc.shape == (8, 4 * 49) and (fc == 0).mean() >= 0.55 and np.unique(fc).size <= 9
-    assert p.artifact("tiny-cnn", DC).stat().st_size < 0.6 * p.artifact("tiny-cnn", "baseline").stat().st_size
+    size = p.artifact("tiny-cnn", DC).stat().st_size
+    assert size < 0.3 * p.artifact("tiny-cnn", "baseline").stat().st_size
+    assert size < dense(graph).ByteSize()  # the decode nodes cost less than the indices save
     assert p.artifact("tiny-cnn", DC) == p.stage_dir("tiny-cnn", "recipe") / DC / "model.onnx"
 
     stage("package").run("tiny-cnn", str(tiny_built))

@@ -14,6 +14,10 @@ export TQDM_DISABLE := 1
 export PREFECT_LOGGING_EXTRA_LOGGERS := pipeline
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW := ignore
 
+# Test processes: files are spread over them whole (a file's tests share fixtures and run in
+# order); tests/conftest.py starts the longest files first. 0 runs everything in this process.
+TEST_WORKERS ?= 2
+
 # A model another run is compressing (cron and a manual trigger overlap): wait for it, or skip it
 ON_BUSY ?= wait
 
@@ -31,8 +35,8 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint  ## lint, type-check, layering contract, then the test suite
-	$(BIN)/python -m pytest
+test: lint  ## lint, type-check, layering contract, then the test suite on TEST_WORKERS processes
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 repro: setup  ## the same stages through DVC (dvc.yaml written from the stage declarations), embedded S3 up throughout
 	$(BIN)/python -m tasks dvc-yaml

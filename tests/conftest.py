@@ -21,6 +21,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # 20 s is short under load
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers: each its own Prefect home and SQLite
+    _home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    os.environ["PREFECT_HOME"] = str(_home / os.environ["PYTEST_XDIST_WORKER"])
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 ACCESS, SECRET = "test-access", "test-secret-key"
@@ -304,3 +307,13 @@ def run_until(root: Path, model: str, last: str) -> dict:
     for name in ORDER[: ORDER.index(last) + 1]:
         rec = stage(name).run(model, str(root))
     return rec
+
+
+# The longest files first: `make test` spreads files over two workers (`--dist loadfile`), and
+# a chain that starts last sets the suite's wall time (durations: `pytest --durations=40`).
+LONGEST = ("tests/test_rebuild.py", "tests/flows/test_scale.py", "tests/test_chaos.py", "tests/flows/test_nightly.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONGEST)))

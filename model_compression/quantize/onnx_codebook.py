@@ -25,6 +25,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from model_compression.errors import NotApplicable
+from model_compression.quantize.onnx_embedding import opset
+
 PREFIX = "codebook/"  # names of the decode nodes and tensors this step adds
 MIN_OPSET = 13  # BitShift (11), Unsqueeze with axes as an input (13)
 
@@ -110,9 +113,8 @@ def _decode_nodes(name: str, shape: tuple[int, ...], n: int, bits: int) -> tuple
 def encode(model: onnx.ModelProto, cfg: CodebookGraphConfig) -> dict[str, dict[str, int]]:
     """Code every float32 initializer of ``model`` with at most ``cfg.max_values`` distinct
     values and ``cfg.min_numel`` elements or more, in place; returns {name: {values, bits}}."""
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < MIN_OPSET:
-        raise ValueError(f"codebook decoding needs ONNX opset >= {MIN_OPSET}, the model has {opset}")
+    if opset(model) < MIN_OPSET:
+        raise ValueError(f"codebook decoding needs ONNX opset >= {MIN_OPSET}, the model has {opset(model)}")
     graph_inputs = {i.name for i in model.graph.input}
     coded: dict[str, dict[str, int]] = {}
     keep, decode = [], []
@@ -184,7 +186,7 @@ def recipe_step(src: Path, dst: Path, cfg: CodebookGraphConfig, ctx: Any) -> dic
     model = onnx.load(str(src))
     coded = encode(model, cfg)
     if not coded:
-        raise ValueError(
+        raise NotApplicable(
             f"no float initializer of {Path(src).name} has at most {cfg.max_values} distinct values and "
             f"{cfg.min_numel} elements: run kmeans before codebook"
         )

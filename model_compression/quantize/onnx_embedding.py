@@ -26,7 +26,8 @@ from model_compression.quantize.embedding_lowbit import (
 )
 
 
-def _opset(model: onnx.ModelProto) -> int:
+def opset(model: onnx.ModelProto) -> int:
+    """The graph's default-domain ONNX opset (13 where it names none)."""
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
 
 
@@ -85,7 +86,7 @@ def quantize(
             f"no embedding table in {Path(src).name}: a 2-D initializer with >= {cfg.min_rows} rows and columns "
             f"divisible by block_size={cfg.block_size}, read only by axis-0 Gathers"
         )
-    opset, report = _opset(model), {}
+    opset_version, report = opset(model), {}
     for name, gathers in found.items():
         init = next(i for i in model.graph.initializer if i.name == name)
         coded, report[name] = _code(name, numpy_helper.to_array(init).astype(np.float32), cfg, counts)
@@ -97,7 +98,7 @@ def quantize(
         )
         decode = tiers.tiered_decode_nodes if tiered else decode_nodes
         for i, gather in enumerate(gathers):
-            nodes, consts = decode(f"{safe}_{i}", safe, gather.input[1], gather.output[0], coded, opset)
+            nodes, consts = decode(f"{safe}_{i}", safe, gather.input[1], gather.output[0], coded, opset_version)
             at = list(model.graph.node).index(gather)
             model.graph.node.remove(gather)
             for k, node in enumerate(nodes):

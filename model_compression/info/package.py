@@ -187,6 +187,15 @@ def _pack_tensor(name: str, arr: np.ndarray, bits: int) -> tuple[dict[str, objec
     return meta, payload, scale == 0.0 or values is not None
 
 
+def _worth_coding(meta: dict[str, object], payload: bytes, exact: bool, arr: np.ndarray) -> bool:
+    """Whether a tensor below ``min_numel`` is coded: only exactly (an integer or weight-shared
+    tensor: a small float tensor coded at ``bits`` bits would make the package inexact for a
+    few bytes) and only where its header entry and payload are shorter than its raw bytes
+    (a first layer's 144 shared weights: 60 bytes instead of 576; a 16-value bias: raw)."""
+    entry = len(json.dumps(meta, separators=(",", ":"))) + 1
+    return exact and entry + len(payload) < arr.nbytes
+
+
 def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024) -> PackageStats:
     """Write the transfer package of the ONNX model at ``src`` to ``dst``. A graph that
     decodes its own codebooks (``quantize/onnx_codebook.py``) is packaged in its dense form:
@@ -197,13 +206,16 @@ def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024)
     numel, bound_bits, exact, keep = 0, 0.0, True, []
     for init in model.graph.initializer:
         arr = numpy_helper.to_array(init)
-        if arr.size < min_numel or arr.dtype in (np.bool_, np.float16):  # float16: scales of coded tables, exact
+        if arr.size == 0 or arr.dtype in (np.bool_, np.float16):  # float16: scales of coded tables, exact
             keep.append(init)
             continue
         try:
             meta, payload, tensor_exact = _pack_tensor(init.name, arr, bits)
         except ValueError as e:
             raise ValueError(f"tensor {init.name!r} of {Path(src).name}: {e}") from e
+        if arr.size < min_numel and not _worth_coding(meta, payload, tensor_exact, arr):
+            keep.append(init)
+            continue
         header.append(meta)
         payloads.append(payload)  # the counts, any alphabet and shared values count in the coded size
         bound_bits += arr.size * empirical_entropy(tensor_symbols(arr, bits))

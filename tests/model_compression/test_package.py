@@ -109,6 +109,27 @@ def test_a_weight_shared_artifact_is_coded_as_codebook_indices_and_rebuilt_exact
     assert np.array_equal(make_session(out).run(None, x)[0], make_session(src).run(None, x)[0])
 
 
+def test_small_tensors_are_coded_only_when_exact_and_shorter(tmp_path: Path):
+    from model_compression.quantize.kmeans import KMeansConfig, share
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 10))  # 384 and 240 weights
+    share(model, KMeansConfig(bits=3, min_numel=300))  # the first layer shared, the second not
+    src = tmp_path / "s.onnx"
+    torch.onnx.export(model, (torch.zeros(2, 16),), str(src), input_names=["x"], output_names=["y"],
+                      opset_version=17, dynamo=False)  # fmt: skip
+    stats = pack(src, tmp_path / "s.mcpk", bits=8, min_numel=1024)
+    graph, symbols, _, shared = unpack(tmp_path / "s.mcpk")
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(src)).graph.initializer}
+    shared_name = next(n for n, a in inits.items() if a.size == 384)
+    assert list(symbols) == [shared_name] and stats.exact  # 384 x 3 bits coded; the rest stays raw
+    assert np.array_equal(shared[shared_name][symbols[shared_name]], inits[shared_name])
+    assert {i.name for i in graph.graph.initializer} == set(inits) - {shared_name}
+    out = rebuild(tmp_path / "s.mcpk", tmp_path / "r.onnx")
+    x = {"x": np.random.default_rng(0).standard_normal((2, 16)).astype(np.float32)}
+    assert np.array_equal(make_session(out).run(None, x)[0], make_session(src).run(None, x)[0])
+
+
 def test_int32_tensors_spanning_2_to_the_32_round_trip_in_memory_proportional_to_the_tensor(tmp_path: Path):
     """A static-int8 graph's int32 biases can span about 2^32 (channels with near-zero
     weights): the package codes them over the values they hold, not a table of the range."""

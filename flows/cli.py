@@ -138,7 +138,14 @@ def run(
         list[str] | None, typer.Option(help="Hardware pools to serve (repeat); default: targets in params.yaml.")
     ] = None,
     workers: Annotated[int, typer.Option(help="Models side by side on a local Dask cluster of this size.")] = 1,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(help="Run on the Dask cluster at this address (tcp://host:8786); needs PREFECT_API_URL."),
+    ] = None,
     publish: Annotated[bool, typer.Option(help="Upload what passes; --no-publish stops after the benchmark.")] = True,
+    dispatch: Annotated[
+        bool, typer.Option(help="One compress-model flow run per model on the dispatch work pool (any worker).")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")] = False,
 ) -> None:
     """Run the nightly flow (Prefect, ephemeral unless PREFECT_API_URL is set) for MODELS."""
@@ -152,7 +159,7 @@ def run(
     project = Project.at(root)
     chosen = models or project.catalogue()
     with progress(project, chosen):
-        nightly(models or None, root, pool or None, workers, publish)
+        nightly(models or None, root, pool or None, workers, publish, dask_address=dask_address, dispatch=dispatch)
     if publish:
         print_tables(project, chosen)
 

@@ -33,9 +33,11 @@ ENV = {"PREFECT_LOGGING_EXTRA_LOGGERS": "pipeline", "HF_HUB_OFFLINE": "1", "DVC_
 
 
 def document(root: Path) -> dict[str, Any]:
+    from flows.per_model import config
     from tasks.core.project import Project
 
-    remote = [p for p in pools(Project.at(root)).values() if not p.inline]
+    project = Project.at(root)
+    remote = [p for p in pools(project).values() if not p.inline]
     deployments: list[dict[str, Any]] = [
         {
             "name": "nightly",
@@ -53,6 +55,14 @@ def document(root: Path) -> dict[str, Any]:
             "parameters": {},
             "job_variables": {"env": dict(ENV)},
             "work_pool": {"name": "local-process"},
+        },
+        {
+            "name": "compress-model",
+            "description": "One model's chain, dispatched per model by the nightly (flows/per_model.py).",
+            "entrypoint": "flows/per_model.py:compress_one",
+            "parameters": {},
+            "job_variables": {"env": dict(ENV)},
+            "work_pool": {"name": config(project).work_pool},
         },
     ]
     for spec in remote:  # a worker started on that hardware with `prefect worker start --pool <pool>` runs it

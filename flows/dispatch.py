@@ -74,27 +74,32 @@ def run_on_worker(
     return result
 
 
-def _live_workers(spec: PoolSpec) -> str | None:
-    """None when the pool has an online worker, else the reason it cannot run."""
+def unavailable(work_pool: str, deployment: str) -> str | None:
+    """None when ``deployment`` is deployed and ``work_pool`` has an online worker, else
+    the reason a run there cannot start."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import WorkerStatus
     from prefect.exceptions import ObjectNotFound
 
-    assert spec.work_pool is not None
     with get_client(sync_client=True) as client:
         try:
-            client.read_work_pool(spec.work_pool)
+            client.read_work_pool(work_pool)
         except ObjectNotFound:
-            return f"work pool {spec.work_pool!r} does not exist on the Prefect server"
+            return f"work pool {work_pool!r} does not exist on the Prefect server"
+        name = deployment.split("/", 1)[-1]
         try:
-            client.read_deployment_by_name(spec.deployment_name)
+            deployed = client.read_deployment_by_name(deployment)
         except ObjectNotFound:
-            name = spec.deployment_name.split("/", 1)[-1]
-            return f"deployment {spec.deployment_name!r} is not deployed (prefect --no-prompt deploy --name {name})"
-        workers = client.read_workers_for_work_pool(spec.work_pool)
+            return f"deployment {deployment!r} is not deployed (prefect --no-prompt deploy --name {name})"
+        if deployed.work_pool_name != work_pool:
+            return (
+                f"deployment {deployment!r} runs on work pool {deployed.work_pool_name!r}, not {work_pool!r} "
+                f"(prefect --no-prompt deploy --name {name} --pool {work_pool})"
+            )
+        workers = client.read_workers_for_work_pool(work_pool)
     if not any(w.status == WorkerStatus.ONLINE for w in workers):
-        hint = f"prefect worker start --pool {spec.work_pool}"
-        return f"work pool {spec.work_pool!r} has no live worker (start one there: {hint})"
+        hint = f"prefect worker start --pool {work_pool}"
+        return f"work pool {work_pool!r} has no live worker (start one there: {hint})"
     return None
 
 
@@ -107,7 +112,8 @@ def dispatch(project: Project, spec: PoolSpec, files: dict[str, Path], settings:
 
     if spec.inline:
         raise ValueError(f"pool {spec.name!r} is this machine: it is benchmarked by the benchmark stage")
-    reason = _live_workers(spec)
+    assert spec.work_pool is not None  # a remote pool has one (tasks/pools.py)
+    reason = unavailable(spec.work_pool, spec.deployment_name)
     if reason:
         return not_benchmarked(spec.name, reason)
     refs, s3 = stage_files(project, files)

@@ -7,12 +7,13 @@ Run it once on the embedded default (ephemeral Prefect, local SeaweedFS) with
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import cancel
+from flows import cancel, per_model
 from flows.prefect_tasks import compress_model, record_in_dvc
 from tasks.core import logs
 from tasks.core.project import Project
@@ -22,11 +23,14 @@ from tasks.storage import s3 as s3io
 from tasks.storage.lease import LeaseBusy
 
 
-def task_runner(workers: int) -> Any:
-    """Models one after another in this process (1), or side by side on a local Dask
-    cluster of ``workers`` single-threaded processes (prefect-dask's DaskTaskRunner)."""
+def task_runner(workers: int, dask_address: str | None = None) -> Any:
+    """Models one after another in this process (1), side by side on a local Dask
+    cluster of ``workers`` single-threaded processes (prefect-dask's DaskTaskRunner), or
+    on the running Dask cluster at ``dask_address`` (``workers`` is then the cluster's)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if dask_address:
+        return existing_cluster(dask_address)
     if workers == 1:
         return ThreadPoolTaskRunner(max_workers=1)
     from prefect_dask import DaskTaskRunner
@@ -38,6 +42,24 @@ def task_runner(workers: int) -> Any:
     env = {"PREFECT_API_URL": api_url()}
     allocator_for_torch()
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "env": env})
+
+
+def existing_cluster(address: str) -> Any:
+    """A running Dask cluster (``dask scheduler`` and its ``dask worker`` processes).
+
+    Its workers report their task runs to the Prefect API of their own environment and
+    read the project at the path this flow passes (a checkout at the same path on each
+    machine, until stage outputs travel through S3). An ephemeral API lives on this
+    process's loopback and ends with the run, so the cluster needs a served one."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect_dask import DaskTaskRunner
+
+    if not PREFECT_API_URL.value():
+        raise ValueError(
+            f"a Dask cluster at {address} needs a Prefect API its workers can reach: set PREFECT_API_URL "
+            "(`prefect server start`) here and in the workers' environment"
+        )
+    return DaskTaskRunner(address=address)
 
 
 def allocator_for_torch() -> None:
@@ -77,16 +99,24 @@ def nightly(
     workers: int = 1,
     publish: bool = True,
     on_busy: str = "wait",
+    dask_address: str | None = None,
+    dispatch: bool = False,
 ) -> dict[str, Any]:
     """Compress ``models`` (default: the whole catalogue in params.yaml) for hardware
     ``pools`` (default: ``targets`` in params.yaml). This machine's pool is always served
-    by the stages; each other pool is benchmarked on its own workers. ``workers`` > 1
-    spreads the models over a local Dask cluster (latencies measured meanwhile share
-    the CPU: keep 1 for benchmark numbers you publish). ``publish=False`` is a dry run:
-    it stops after the benchmark and leaves S3 and dvc.lock alone. A model another run is
-    compressing (its lease on S3: ``tasks/storage/lease.py``) is waited for
-    (``on_busy="wait"``, the default: cron and a manual trigger both finish) or skipped
-    (``"skip"``, reported as such); the log names the run that holds it."""
+    by the stages; each other pool is benchmarked on its own workers.
+
+    Where the models run: one after another in this process (the default); side by side
+    on a local Dask cluster of ``workers`` processes (latencies measured meanwhile share
+    the CPU: keep 1 for benchmark numbers you publish); on the running Dask cluster at
+    ``dask_address`` ("tcp://host:8786", ``existing_cluster``); or, with ``dispatch``, as
+    one ``compress-model`` flow run each on any worker of a work pool (``flows/per_model.py``).
+
+    ``publish=False`` is a dry run: it stops after the benchmark and leaves S3 and
+    dvc.lock alone. A model another run is compressing (its lease on S3:
+    ``tasks/storage/lease.py``) is waited for (``on_busy="wait"``, the default: cron and a
+    manual trigger both finish) or skipped (``"skip"``, reported as such); the log names
+    the run that holds it."""
     project = Project.at(root)
     chosen = models or project.catalogue()
     for m in chosen:
@@ -96,26 +126,49 @@ def nightly(
     with cancel.handling(), s3io.available(project):
         if profile_kernels(project):  # a CPU family this pool had no profile for: measured once, committed
             logger.info("measured the kernel profile of this machine's preset: int8 stages re-run on it")
-        logger.info("compressing %s on %d worker(s)", ", ".join(chosen), workers)
-        with task_runner(workers) as runner:
-            args = {"root": root, "remote_pools": remote, "publish": publish, "on_busy": on_busy}
-            futures = {m: runner.submit(compress_model, parameters={"model": m, **args}) for m in chosen}
-            results, failed, deferred = {}, {}, {}
-            for m, f in futures.items():
-                try:
-                    results[m] = f.result()
-                except LeaseBusy as e:  # on_busy="skip": another run has it; not a failure
-                    logger.warning("%s deferred: %s", m, e)
-                    deferred[m] = str(e)
-                except Exception as e:  # one model's failure never stops the batch
-                    failed[m] = e
-                    logger.error("%s failed: %s", m, e)
+        if dispatch:
+            results, failed = per_model.dispatch(chosen, root, publish, on_busy)
+            deferred: dict[str, str] = {}
+        else:
+            results, failed, deferred = run_here(chosen, root, remote, publish, on_busy, workers, dask_address)
     if publish and results:  # only the stages of the models that ran: others may never have been built here
         record_in_dvc(root, list(results))
     if failed:
         reasons = "; ".join(f"{m}: {e}" for m, e in failed.items())
         raise ModelsFailed(f"{len(failed)} of {len(chosen)} model(s) failed ({reasons}); the others are done")
     return {**results, **{m: {"deferred": why} for m, why in deferred.items()}}
+
+
+def run_here(
+    chosen: list[str],
+    root: str,
+    remote: list[str],
+    publish: bool,
+    on_busy: str,
+    workers: int,
+    dask_address: str | None,
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """Each model's chain as a task on this flow's task runner: (results, failed, deferred)."""
+    logger = get_run_logger()
+    where = f"the Dask cluster at {dask_address}" if dask_address else f"{workers} worker(s)"
+    logger.info("compressing %s on %s", ", ".join(chosen), where)
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    deferred: dict[str, str] = {}
+    with task_runner(workers, dask_address) as runner:
+        # an absolute root: a worker of an existing cluster does not share this cwd
+        args = {"root": str(Path(root).resolve()), "remote_pools": remote, "publish": publish, "on_busy": on_busy}
+        futures = {m: runner.submit(compress_model, parameters={"model": m, **args}) for m in chosen}
+        for m, f in futures.items():
+            try:
+                results[m] = f.result()
+            except LeaseBusy as e:  # on_busy="skip": another run has it; not a failure
+                logger.warning("%s deferred: %s", m, e)
+                deferred[m] = str(e)
+            except Exception as e:  # one model's failure never stops the batch
+                failed[m] = str(e)
+                logger.error("%s failed: %s", m, e)
+    return results, failed, deferred
 
 
 def print_tables(project: Project, models: list[str]) -> None:

@@ -27,7 +27,7 @@ from tasks.core import parallel, runtime
 from tasks.core.pipeline import ORDER, stages
 from tasks.core.project import Project
 from tasks.core.stage import Stage
-from tasks.storage import lease
+from tasks.storage import lease, stage_cache
 from tasks.storage import s3 as s3io
 
 IO_STAGES = {"zoo", "fetch", "publish"}
@@ -79,7 +79,7 @@ def make_task(stage: Stage) -> Any:
         token = runtime.FLOW_RUN_ID.set(_current_flow_run())
         try:
             with parallel.using(task_runs):
-                return stage.run(model, root)
+                return stage_cache.run(stage, model, root)
         finally:
             runtime.FLOW_RUN_ID.reset(token)
 

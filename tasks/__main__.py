@@ -17,6 +17,7 @@ import sys
 
 from tasks.core import logs
 from tasks.core.pipeline import ORDER, stage
+from tasks.storage import stage_cache
 
 
 def _dvc_yaml(argv: list[str]) -> int:
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.setup()
     try:
-        stage(args.stage).run(args.model, args.root)
+        stage_cache.run(stage(args.stage), args.model, args.root)
     except (ValueError, OSError, RuntimeError) as e:  # FileNotFoundError is an OSError
         print(f"error: {args.stage} {args.model}: {e}", file=sys.stderr)
         return 1

@@ -311,7 +311,13 @@ def run_until(root: Path, model: str, last: str) -> dict:
 
 # The longest files first: `make test` spreads files over two workers (`--dist loadfile`), and
 # a chain that starts last sets the suite's wall time (durations: `pytest --durations=40`).
-LONGEST = ("tests/test_rebuild.py", "tests/flows/test_scale.py", "tests/test_chaos.py", "tests/flows/test_nightly.py")
+LONGEST = (
+    "tests/test_rebuild.py",
+    "tests/flows/test_scale.py",
+    "tests/test_chaos.py",
+    "tests/flows/test_nightly.py",
+    "tests/flows/test_dispatch_models.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -41,10 +41,11 @@ class PrefectServer:
         )
         return env
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+    def _spawn(self, args: list[str], log_name: str, root: Path = REPO) -> subprocess.Popen:
         log = open(self.home / log_name, "wb")  # noqa: SIM115  # closed with the process
+        env = {**self.env, "PIPELINE_ROOT": str(root)}
         proc = subprocess.Popen(
-            [PREFECT, *args], env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [PREFECT, *args], env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.procs.append(proc)
         return proc
@@ -69,14 +70,19 @@ class PrefectServer:
             raise RuntimeError(f"prefect {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return done.stdout
 
-    def worker(self, pool: str, timeout: float = 90) -> subprocess.Popen:
-        """A process worker on ``pool``; returns once the server lists it online."""
-        proc = self._spawn(["worker", "start", "--pool", pool, "--type", "process"], f"worker-{pool}.log")
+    def worker(self, pool: str, timeout: float = 90, root: Path = REPO, name: str = "") -> subprocess.Popen:
+        """A process worker on ``pool`` running flows in the checkout ``root`` (one flow run at
+        a time when ``name`` is given: a simulated machine); returns once the server lists it online."""
+        args = ["worker", "start", "--pool", pool, "--type", "process"]
+        args += ["--name", name, "--limit", "1"] if name else []
+        log_name = f"worker-{pool}{'-' + name if name else ''}.log"
+        proc = self._spawn(args, log_name, root)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"worker exited: {(self.home / f'worker-{pool}.log').read_text()[-2000:]}")
-            if '"status":"ONLINE"' in self.cli_api(f"/work_pools/{pool}/workers/filter"):
+                raise RuntimeError(f"worker exited: {(self.home / log_name).read_text()[-2000:]}")
+            listed = self.cli_api(f"/work_pools/{pool}/workers/filter")
+            if '"status":"ONLINE"' in listed and (not name or f'"name":"{name}"' in listed):
                 return proc
             time.sleep(1)
         raise TimeoutError(f"worker on {pool} did not come online in {timeout} s")

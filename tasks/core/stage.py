@@ -265,9 +265,7 @@ class Stage:
         if profile is not None:
             isa.configure_torch(profile)
         remove_dead_partials(out)
-        tmp = out.with_name(f"{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir(parents=True)
-        ACTIVE.add(tmp)
+        tmp = partial(out)
         t0 = time.perf_counter()
         log.info("%s/%s: running", model, self.name)
         reset_peak_rss()
@@ -275,8 +273,7 @@ class Stage:
             with only(frozenset(self.uses(project, model))):
                 summary = self.body(project, model, tmp)
         except OSError as e:
-            ACTIVE.discard(tmp)
-            shutil.rmtree(tmp, ignore_errors=True)
+            discard(tmp)
             if e.errno == errno.ENOSPC:
                 raise DiskFullError(
                     errno.ENOSPC,
@@ -284,8 +281,7 @@ class Stage:
                 ) from e
             raise
         except BaseException:
-            ACTIVE.discard(tmp)
-            shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written output behind
+            discard(tmp)  # never leave a half-written output behind
             raise
         faults.point(f"{self.name}:built")
         record = {
@@ -302,16 +298,7 @@ class Stage:
             "peak_rss_mb": peak_rss_mb(),
             "summary": summary,
         }
-        with _COMMIT:
-            if _STOPPING:
-                ACTIVE.discard(tmp)
-                shutil.rmtree(tmp, ignore_errors=True)  # the clean-up may have removed it already
-                raise StageStopped(f"{model}/{self.name}: the run is stopping; {tmp} is not committed")
-            record_path(out).unlink(missing_ok=True)  # no record while the folder is swapped
-            shutil.rmtree(out, ignore_errors=True)
-            tmp.rename(out)
-            ACTIVE.discard(tmp)
-            _write_atomic(record_path(out), record)
+        commit(tmp, out, record)
         log.info("%s/%s: done in %.1f s, peak RSS %s MiB", model, self.name, record["seconds"], record["peak_rss_mb"])
         return record
 
@@ -336,6 +323,32 @@ class Stage:
             remove_dead_partials(out)
             raise RuntimeError(f"stage {self.name} of {model} failed in its pinned child process (exit {code})")
         return record
+
+
+def partial(out: Path) -> Path:
+    """A new, empty partial folder for ``out``, removed by a stop or crash clean-up until committed."""
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    ACTIVE.add(tmp)
+    return tmp
+
+
+def discard(tmp: Path) -> None:
+    ACTIVE.discard(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def commit(tmp: Path, out: Path, record: dict[str, Any]) -> None:
+    """Swap the complete folder ``tmp`` in as ``out``, then write its record beside it."""
+    with _COMMIT:
+        if _STOPPING:
+            discard(tmp)  # the clean-up may have removed it already
+            raise StageStopped(f"{out}: the run is stopping; {tmp} is not committed")
+        record_path(out).unlink(missing_ok=True)  # no record while the folder is swapped
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+        ACTIVE.discard(tmp)
+        _write_atomic(record_path(out), record)
 
 
 def remove_dead_partials(out: Path) -> list[Path]:

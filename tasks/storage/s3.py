@@ -49,6 +49,7 @@ class S3Settings:
     zoo_bucket: str
     publish_bucket: str
     dvc_bucket: str = "dvc-store"
+    cache_bucket: str = ""  # the stage cache (stage_cache.py); empty: none
     retry_budget_s: float = 30.0  # how long connection failures are retried before giving up
 
     @classmethod
@@ -60,11 +61,13 @@ class S3Settings:
             zoo_bucket=s3.get("zoo_bucket", "model-zoo"),
             publish_bucket=s3.get("publish_bucket", "compressed-models"),
             dvc_bucket=s3.get("dvc_bucket", "dvc-store"),
+            cache_bucket=s3.get("cache_bucket") or "",
         )
 
     @property
     def buckets(self) -> list[str]:
-        return [self.zoo_bucket, self.publish_bucket, self.dvc_bucket]
+        cache = [self.cache_bucket] if self.cache_bucket else []
+        return [self.zoo_bucket, self.publish_bucket, self.dvc_bucket, *cache]
 
     @property
     def embedded(self) -> bool:
@@ -151,23 +154,31 @@ def ensure_buckets(s3: Any, settings: S3Settings, buckets: list[str]) -> None:
             log.info("created bucket s3://%s", b)
 
 
+UP = "PIPELINE_S3_UP"  # set by `available` to the endpoint it made available, for its process tree
+
+
 @contextmanager
 def available(project: Project) -> Iterator[tuple[Any, S3Settings]]:
     """Yield (client, settings); start the embedded SeaweedFS for the block if the endpoint
-    is on loopback and nothing answers there yet (then also create the buckets)."""
+    is on loopback and nothing answers there yet (then also create the buckets). Child
+    processes started meanwhile see the endpoint in ``UP`` (the stage cache uses S3 only there)."""
     settings = S3Settings.from_project(project)
-    if not settings.endpoint_url and not settings.embedded:
-        yield client(settings), settings
-        return
-    parsed = urlparse(settings.endpoint_url)
-    port = parsed.port or 80
-    if settings.embedded:
-        with seaweed.shared(project.data / ".s3", port):  # started if needed, stopped by its last user
-            s3 = client(settings)
-            ensure_buckets(s3, settings, settings.buckets)
-            yield s3, settings
-        return
-    yield client(settings), settings
+    before = os.environ.get(UP)
+    os.environ[UP] = settings.endpoint_url
+    try:
+        if settings.embedded:
+            port = urlparse(settings.endpoint_url).port or 80
+            with seaweed.shared(project.data / ".s3", port):  # started if needed, stopped by its last user
+                s3 = client(settings)
+                ensure_buckets(s3, settings, settings.buckets)
+                yield s3, settings
+        else:
+            yield client(settings), settings
+    finally:
+        if before is None:
+            os.environ.pop(UP, None)
+        else:
+            os.environ[UP] = before
 
 
 def parse_uri(uri: str) -> tuple[str, str]:

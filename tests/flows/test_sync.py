@@ -26,4 +26,6 @@ def test_each_remote_pool_gets_its_benchmark_deployment_and_no_other(tmp_path: P
     written = yaml.safe_load(deployments.render(tmp_path))
     bench = [d for d in written["deployments"] if d["entrypoint"] == "flows/pool_bench.py:benchmark_onnx"]
     assert [(d["name"], d["work_pool"]["name"]) for d in bench] == [("edge-arm", "edge-arm-pool")]
-    assert {d["name"] for d in written["deployments"]} == {"nightly", "manual", "edge-arm"}
+    assert {d["name"] for d in written["deployments"]} == {"nightly", "manual", "compress-model", "edge-arm"}
+    per_model = next(d for d in written["deployments"] if d["name"] == "compress-model")
+    assert per_model["work_pool"]["name"] == params["dispatch"]["work_pool"]  # params.yaml names the pool once

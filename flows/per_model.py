@@ -1,0 +1,136 @@
+"""One flow run per model: a nightly's models spread over the workers of a work pool.
+
+``nightly(..., dispatch=True)`` (``flows.cli run --dispatch``) starts one run of the
+``compress-model`` deployment per model with ``run_deployment`` and does not wait for
+each in turn: any worker of the work pool in params.yaml ``dispatch.work_pool``, on any
+machine, picks a run up and builds the model in its own checkout (prefect.yaml's pull
+step: ``$PIPELINE_ROOT``), pushing every stage output to the S3 stage cache
+(``tasks/storage/stage_cache.py``). The machines share the Prefect server and S3, nothing
+else.
+
+The parent never hangs: a missing pool or deployment or no live worker is reported
+before anything starts, and a run still unfinished ``dispatch.timeout_s`` after dispatch
+is cancelled. Failed and timed-out models are reported by name. Each model that finished
+is then materialised here: its stages run through the stage cache, so every output is
+fetched (and verified), not built, and this checkout's ``data/`` and ``dvc.lock`` record
+the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import flow
+
+from flows import cancel
+from flows.prefect_tasks import compress_model
+from tasks.core.pipeline import ORDER, stage
+from tasks.core.project import Project
+from tasks.pools import targets
+from tasks.storage import s3 as s3io
+from tasks.storage import stage_cache
+
+log = logging.getLogger("pipeline")
+DEPLOYMENT = "compress-model/compress-model"  # flow name / deployment name (prefect.yaml)
+POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    """params.yaml ``dispatch``. work_pool: where the ``compress-model`` deployment runs
+    (default local-process); timeout_s: how long a model's run may take from dispatch,
+    queueing included, before it is cancelled (default 3600)."""
+
+    work_pool: str = "local-process"
+    timeout_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ValueError(f"dispatch.timeout_s must be > 0, got {self.timeout_s}")
+
+
+def config(project: Project) -> DispatchConfig:
+    from model_compression.config import from_dict
+
+    return from_dict(DispatchConfig, project.params.get("dispatch") or {}, "dispatch")
+
+
+@flow(name="compress-model", log_prints=True)
+def compress_one(model: str, publish: bool = True, on_busy: str = "wait", root: str | None = None) -> dict[str, Any]:
+    """One model's chain in this worker's checkout (the ``compress-model`` deployment):
+    ``root``, else the worker's ``PIPELINE_ROOT``, else the working directory."""
+    root = root or os.environ.get("PIPELINE_ROOT") or "."
+    project = Project.at(root)
+    project.check(model)
+    remote = [p.name for p in targets(project, None) if not p.inline]
+    with cancel.handling(), s3io.available(project):
+        result: dict[str, Any] = compress_model(model, root, remote, publish, on_busy)
+    return result
+
+
+def dispatch(models: list[str], root: str, publish: bool, on_busy: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run ``models`` as ``compress-model`` flow runs on the dispatch work pool, then
+    materialise those that finished here; returns (their stage records, {model: why it failed})."""
+    from prefect.deployments import run_deployment
+
+    from flows.dispatch import unavailable
+
+    project = Project.at(root)
+    cfg = config(project)
+    if stage_cache.settings_if_on(project) is None:
+        raise ValueError("dispatch needs the S3 stage cache: set s3.cache_bucket in params.yaml")
+    reason = unavailable(cfg.work_pool, DEPLOYMENT)
+    if reason:
+        raise RuntimeError(f"cannot dispatch {', '.join(models)}: {reason}")
+    runs = {
+        m: run_deployment(
+            DEPLOYMENT,
+            parameters={"model": m, "publish": publish, "on_busy": on_busy},
+            timeout=0,  # start them all; wait() below watches them together
+            flow_run_name=f"compress-{m}",
+            tags=[f"model:{m}"],
+        )
+        for m in models
+    }
+    log.info("dispatched %s to work pool %s", ", ".join(f"{m} ({r.id})" for m, r in runs.items()), cfg.work_pool)
+    failed = wait({m: r.id for m, r in runs.items()}, cfg.timeout_s)
+    done = {m: materialise(m, root, publish) for m in models if m not in failed}
+    return done, failed
+
+
+def wait(runs: dict[str, Any], timeout_s: float) -> dict[str, str]:
+    """Watch flow runs ``{model: id}`` until each is final or ``timeout_s`` has passed since
+    dispatch; cancels the late ones. Returns ``{model: reason}`` for those that did not complete."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    deadline, pending, failed = time.monotonic() + timeout_s, dict(runs), {}
+    with get_client(sync_client=True) as client:
+        while pending:
+            for m, run_id in list(pending.items()):
+                state = client.read_flow_run(run_id).state
+                if state is not None and state.is_final():
+                    pending.pop(m)
+                    if not state.is_completed():
+                        failed[m] = f"run {run_id} ended {state.name}: {state.message or ''}".rstrip(": ")
+            if pending and time.monotonic() > deadline:
+                for m, run_id in pending.items():
+                    client.set_flow_run_state(run_id, Cancelled(message=f"timed out after {timeout_s:g} s"), force=True)
+                    failed[m] = f"timed out after {timeout_s:g} s (run {run_id} cancelled)"
+                break
+            time.sleep(POLL_S if pending else 0)
+    for m, why in failed.items():
+        log.error("%s failed on its worker: %s", m, why)
+    return failed
+
+
+def materialise(model: str, root: str, publish: bool) -> dict[str, Any]:
+    """The model's stages in this checkout, each fetched from the stage cache (or built,
+    should its key differ here: another kernel profile, say)."""
+    order = ORDER if publish else ORDER[: ORDER.index("publish")]
+    with s3io.available(Project.at(root)):
+        return {name: stage_cache.run(stage(name), model, root) for name in order}

@@ -26,8 +26,11 @@ def _run_suite(name: str, df: pd.DataFrame, expectations: list[Any], docs: Path 
     fonts and images, 4 MB a site, are left out) in ``docs/<name>/``. GX's own temporary
     site is removed either way."""
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    # GX draws a "Calculating Metrics" tqdm bar per validation on stderr, TQDM_DISABLE or not
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas(f"{name}-source")
     asset = source.add_dataframe_asset(name=f"{name}-asset")
     batch = asset.add_batch_definition_whole_dataframe(f"{name}-batch")

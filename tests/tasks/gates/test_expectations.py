@@ -113,3 +113,10 @@ def test_bad_gate_settings_are_named(tiny_project: Path):
     set_params(tiny_project, gates={"tiny-cnn": {"max_p50_ms": -1}})
     with pytest.raises(ValueError, match=r"gates.tiny-cnn.max_p50_ms must be a positive number, got -1"):
         model_gates(Project.at(tiny_project), "tiny-cnn")
+
+
+def test_a_suite_draws_no_progress_bar(capfd: pytest.CaptureFixture[str]):
+    row = {"artifact": "quantize", "size_bytes": 10, "p50_ms": 1.0, "accuracy": 0.9, "accuracy_excess": -0.01}
+    assert quality.check_release([row], ["accuracy"], ["accuracy"], {})["success"]
+    out, err = capfd.readouterr()
+    assert "Calculating Metrics" not in out + err  # GX's tqdm bars stay off the console

@@ -18,7 +18,7 @@ from flows.prefect_tasks import compress_model, record_in_dvc
 from tasks.core import logs
 from tasks.core.project import Project
 from tasks.pools import profile_kernels, targets
-from tasks.present.console import table
+from tasks.present.console import WIDTH, compact_table
 from tasks.storage import s3 as s3io
 from tasks.storage.lease import LeaseBusy
 
@@ -172,15 +172,17 @@ def run_here(
 
 
 def print_tables(project: Project, models: list[str]) -> None:
+    """One table per model, each within ``console.WIDTH`` columns."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=200)
+    console = Console(width=WIDTH)
     for m in models:
-        header, rows = table(project, m)
-        t = Table(title=f"{m}", show_lines=False)
-        for h in header:
-            t.add_column(h, overflow="fold")
+        title, header, rows = compact_table(project, m)
+        t = Table(title=title, show_lines=False)
+        for i, h in enumerate(header):
+            # labels and reasons shorten with an ellipsis rather than wrap the row
+            t.add_column(h, overflow="ellipsis", no_wrap=True, max_width=22 if i == 0 else None)
         for r in rows:
             t.add_row(*r)
         console.print(t)

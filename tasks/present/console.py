@@ -82,3 +82,49 @@ def _package_quality(m: dict[str, Any], headline: str) -> str:
     if m.get("package_exact", True):
         return "exact"
     return f"{m['package_quality']:.4f}" + ("" if m.get("package_passed", True) else " (fails tolerance)")
+
+
+WIDTH = 120  # the terminal a run's final table must fit
+
+
+def compact_table(project: Project, model: str) -> tuple[str, list[str], list[list[str]]]:
+    """(title, header, rows) of the table a run prints last, within ``WIDTH`` columns:
+    ratios against the fp32 ONNX file, quality, speed, and whether each artifact was
+    published or why not. Bytes, bounds and the full URIs are in the report
+    (``data/<model>/report/report.html``) and in ``table``."""
+    metrics = project.read_output(model, "report", "metrics.json")
+    quality = project.kind(model).quality_columns(project, model)
+    header = ["artifact", "ONNX x", "package x", *quality, "p50 ms", "speed-up", "published"]
+    body = []
+    for s in (s for s in project.artifact_names(model) if s in metrics):
+        m = metrics[s]
+        body.append(
+            [
+                "fp32" if s == "baseline" else s,
+                f"{m['ratio_vs_fp32']:.1f}",
+                f"{m['transfer_ratio']:.1f}",
+                *(f"{m[q]:.4f}" for q in quality),
+                f"{m['p50_ms']:.2f}",
+                f"{m['speedup_vs_fp32']:.2f}",
+                _published(s, m),
+            ]
+        )
+    for s, reason in project.skipped(model).items():
+        body.append([s, *("-" for _ in header[1:-1]), f"skipped: {reason}"])
+    return f"{model}: {_version(project, model)}", header, body
+
+
+def _published(artifact: str, m: dict[str, Any]) -> str:
+    if artifact == "baseline":
+        return "reference"
+    if m["uri"]:
+        return "published"
+    return "no: int8 slower than fp32 here" if m.get("int8_slower") else "no: failed tolerance"
+
+
+def _version(project: Project, model: str) -> str:
+    try:
+        published = project.read_output(model, "publish", "published.json")
+    except (FileNotFoundError, KeyError):
+        return "not published"
+    return f"version {published.get('version') or '-'} (full URIs: data/{model}/report/report.html)"

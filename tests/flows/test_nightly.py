@@ -17,7 +17,7 @@ def prefect_api():
         yield
 
 
-def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api, tiny_project: Path):
+def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api, tiny_project: Path, capsys):
     from flows.nightly import nightly
 
     result = nightly(models=None, root=str(tiny_project))
@@ -74,6 +74,14 @@ def test_nightly_publishes_verified_artifacts_and_reruns_from_cache(prefect_api,
     assert Artifact.get("tiny-text-search-trials") is None  # tiny-text asks for no search
     link = Artifact.get("tiny-cnn-quantize-published")
     assert link is not None and "s3://" in str(link.data)
+
+    from flows.nightly import print_tables
+
+    print_tables(p, list(result))
+    printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 120  # a 120-column terminal holds the tables
+    assert "tiny-cnn: version " in printed and "s3://" not in printed  # full URIs are in the report
+    assert {"reference", "published"} <= set(printed.replace("│", " ").split())
 
     records = {m: json.loads((p.data / m / "report.record.json").read_text()) for m in result}
     again = nightly(models=None, root=str(tiny_project))

@@ -17,7 +17,6 @@ import sys
 
 from tasks.core import logs
 from tasks.core.pipeline import ORDER, stage
-from tasks.storage import stage_cache
 
 
 def _dvc_yaml(argv: list[str]) -> int:
@@ -67,12 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logs.setup()
     try:
-        stage_cache.run(stage(args.stage), args.model, args.root)
+        run(args.stage, args.model, args.root)
     except (ValueError, OSError, RuntimeError) as e:  # FileNotFoundError is an OSError
         print(f"error: {args.stage} {args.model}: {e}", file=sys.stderr)
         return 1
     _log_imports(args.stage, args.model)
     return 0
+
+
+def run(name: str, model: str, root: str) -> None:
+    """One stage, through the S3 stage cache where S3 was made available to this process
+    (``s3.UP``); a plain ``dvc repro`` stage process then never loads boto3."""
+    if not os.environ.get("PIPELINE_S3_UP"):
+        stage(name).run(model, root)
+        return
+    from tasks.storage import stage_cache
+
+    stage_cache.run(stage(name), model, root)
 
 
 def _log_imports(stage_name: str, model: str) -> None:

@@ -43,8 +43,10 @@ MAGIC = b"MCPK2\n"
 
 @dataclass(frozen=True)
 class PackageStats:
-    """Sizes in bytes. ``coded_bytes`` = payloads + their codebooks/counts (the part the
-    bound describes); ``bytes`` = the whole file, graph and small tensors included."""
+    """Sizes in bytes. ``coded_bytes`` = payloads + their codebooks/counts of the tensors
+    with ``min_numel``+ elements (the part the bound describes, the same tensors as
+    ``onnx_weights``'s bound); ``bytes`` = the whole file, graph and small tensors (coded
+    or not) included. ``tensors`` counts every coded tensor, ``numel`` the bound's."""
 
     bytes: int
     coded_bytes: int
@@ -178,7 +180,8 @@ def _pack_tensor(name: str, arr: np.ndarray, bits: int) -> tuple[dict[str, objec
     meta.update(fields)
     shared = b""
     if values is not None:  # the codebook's values: float16 when that is exact (k-means rounds to it)
-        half = values.astype("<f2")
+        with np.errstate(over="ignore"):  # a value beyond float16's range: stored as float32 below
+            half = values.astype("<f2")
         as_half = np.array_equal(half.astype(values.dtype), values)
         shared = (half if as_half else values.astype("<f4")).tobytes()
         meta["values"], meta["values_dtype"] = int(values.size), "<f2" if as_half else "<f4"
@@ -203,7 +206,7 @@ def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024)
     model = dense(onnx.load(str(src)))
     header: list[dict[str, object]] = []
     payloads: list[bytes] = []
-    numel, bound_bits, exact, keep = 0, 0.0, True, []
+    numel, bound_bits, coded, exact, keep = 0, 0.0, 0, True, []
     for init in model.graph.initializer:
         arr = numpy_helper.to_array(init)
         if arr.size == 0 or arr.dtype in (np.bool_, np.float16):  # float16: scales of coded tables, exact
@@ -213,14 +216,18 @@ def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024)
             meta, payload, tensor_exact = _pack_tensor(init.name, arr, bits)
         except ValueError as e:
             raise ValueError(f"tensor {init.name!r} of {Path(src).name}: {e}") from e
-        if arr.size < min_numel and not _worth_coding(meta, payload, tensor_exact, arr):
+        small = arr.size < min_numel
+        if small and not _worth_coding(meta, payload, tensor_exact, arr):
             keep.append(init)
             continue
         header.append(meta)
-        payloads.append(payload)  # the counts, any alphabet and shared values count in the coded size
+        payloads.append(payload)
+        exact = exact and tensor_exact  # a float tensor coded at `bits` bits is not exact
+        if small:  # in the file's size, like the graph; the bound and its coded part are the report's tensors
+            continue
+        coded += len(payload)  # the counts, any alphabet and shared values count in the coded size
         bound_bits += arr.size * empirical_entropy(tensor_symbols(arr, bits))
         numel += arr.size
-        exact = exact and tensor_exact  # a float tensor coded at `bits` bits is not exact
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
     graph = zlib.compress(model.SerializeToString(), 9)
@@ -230,7 +237,7 @@ def pack(src: str | Path, dst: str | Path, bits: int = 8, min_numel: int = 1024)
         f.write(MAGIC + struct.pack("<Q", len(head)) + head + graph + b"".join(payloads))
     return PackageStats(
         bytes=Path(dst).stat().st_size,
-        coded_bytes=sum(len(p) for p in payloads),
+        coded_bytes=coded,
         entropy_bound_bytes=math.ceil(bound_bits / 8),
         tensors=len(header),
         numel=numel,

@@ -172,17 +172,24 @@ def run_here(
 
 
 def print_tables(project: Project, models: list[str]) -> None:
-    """One table per model, each within ``console.WIDTH`` columns."""
+    """One table per model, each within ``console.WIDTH`` columns: metric names wrap at
+    their underscores, numbers never shorten, a long reason wraps."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console(width=WIDTH)
     for m in models:
         title, header, rows = compact_table(project, m)
-        t = Table(title=title, show_lines=False)
+        t = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
         for i, h in enumerate(header):
-            # labels and reasons shorten with an ellipsis rather than wrap the row
-            t.add_column(h, overflow="ellipsis", no_wrap=True, max_width=22 if i == 0 else None)
+            cells = [r[i] for r in rows]
+            if i == 0:
+                t.add_column(h, no_wrap=True, overflow="ellipsis", max_width=22)
+            elif i == len(header) - 1:
+                t.add_column(h, overflow="fold")
+            else:
+                t.add_column(h.replace("_", "\n"), justify="right", no_wrap=True, min_width=max(map(len, cells)))
         for r in rows:
             t.add_row(*r)
         console.print(t)

@@ -41,7 +41,7 @@ from typing import Any
 
 from model_compression.hashing import sha256_file
 from tasks.core.project import Project
-from tasks.core.stage import Stage, commit, discard, output_hashes, partial, record_path
+from tasks.core.stage import Stage, commit, discard, output_hashes, partial
 from tasks.storage import s3 as s3io
 
 log = logging.getLogger("pipeline")
@@ -121,7 +121,7 @@ def fetch(s3: Any, settings: s3io.S3Settings, out: Path, key: str) -> dict[str, 
         raise
     record = {**record, "fetched_from": f"s3://{bucket}/{prefix(key)}"}
     commit(tmp, out, record)
-    log.info("%s: fetched from the stage cache (key %s), not built", out.relative_to(out.parents[1]), key[:12])
+    log.info("%s/%s: fetched from the stage cache (key %s), not built", out.parent.name, out.name, key[:12])
     return record
 
 
@@ -137,7 +137,7 @@ def push(s3: Any, settings: s3io.S3Settings, out: Path, record: dict[str, Any]) 
         s3io.upload_file(s3, settings, tar, bucket, f"{prefix(key)}/{name}")
     body = {k: v for k, v in record.items() if k != "fetched_from"}
     s3io.put_bytes(s3, settings, bucket, f"{prefix(key)}/record.json", json.dumps({**body, "tar": name}).encode())
-    log.info("%s: pushed to the stage cache (key %s)", record_path(out).name, key[:12])
+    log.info("%s/%s: pushed to the stage cache (key %s)", out.parent.name, out.name, key[:12])
     return True
 
 

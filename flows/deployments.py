@@ -16,12 +16,12 @@ from tasks.pools import pools
 
 HEADER = """\
 # Written by `python -m flows.cli sync` from params.yaml (pools): do not edit by hand.
-# Against a running server (README, "Run it as a service"):
+# Against a running server (docs/running.md):
 #   prefect work-pool create --type process local-process
 #   prefect --no-prompt deploy --name nightly --name manual
 #   python -m flows.cli limits   # the per-model concurrency limits of `concurrency:` below
 #   prefect worker start --pool local-process
-# A hardware pool's benchmark deployment, once its work pool exists (README, "Hardware
+# A hardware pool's benchmark deployment, once its work pool exists (docs/pools.md, "Hardware
 # pools"): prefect --no-prompt deploy --name <pool>. `deploy --all` needs every work pool
 # named below to exist: it stops at the first one that does not.
 # Parameters pick models and pools only; every hyperparameter comes from params.yaml.

@@ -1,6 +1,6 @@
 """Kind ``custom``: a team's own model and evaluation data, as a catalogue entry, no code.
 
-The smallest entry (see README, "Compress your own model")::
+The smallest entry (docs/own-model.md)::
 
     kind: custom
     source: {uri: s3://zoo/digits/model.onnx, sha256: 3f1a...}   # a path, file:// or s3://
@@ -62,7 +62,7 @@ class Custom(Kind):
     def eval_spec(self, project: Project, model: str) -> EvalSpec:
         values = project.entry(model).get("eval")
         if not isinstance(values, dict):
-            raise ValueError(f"{model}.eval must give the task and its data (see README, 'Compress your own model')")
+            raise ValueError(f"{model}.eval must give the task and its data (see docs/own-model.md)")
         return from_dict(EvalSpec, values, f"{model}.eval")
 
     def source_file(self, project: Project, model: str) -> tuple[str, str]:

@@ -1,4 +1,4 @@
-"""The bad-input and fault matrix rows not covered beside their modules (see README)."""
+"""The bad-input and fault matrix rows not covered beside their modules (docs/reliability.md)."""
 
 import errno
 import shutil

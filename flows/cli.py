@@ -10,11 +10,7 @@ python -m flows.cli sync                      write dvc.yaml and prefect.yaml fr
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,7 +18,6 @@ from rich.table import Table
 
 from tasks.core.pipeline import ORDER, stage
 from tasks.core.project import Project
-from tasks.core.stage import record_path
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly model compression: plan or run.")
 console = Console()
@@ -96,40 +91,6 @@ def limits(models: Models = None, root: Root = ".") -> None:
         console.print(f"{name}: {'created' if name in created else 'exists'}")
 
 
-@contextmanager
-def progress(project: Project, models: list[str]) -> Iterator[Any]:
-    """A rich progress bar per model: stages done out of all, read from the stage
-    records on disk (a stage is done when up to date at the start or written since)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    start = time.time()
-    done_at_start = {m: {n for n in ORDER if stage_status(project, m, n) == "up to date"} for m in models}
-    stop = threading.Event()
-    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    ids = {m: bars.add_task(m, total=len(ORDER)) for m in models}
-
-    def done(m: str) -> int:
-        records = (record_path(project.stage_dir(m, n)) for n in ORDER)
-        fresh = {n for n, r in zip(ORDER, records, strict=True) if r.is_file() and r.stat().st_mtime >= start}
-        return len(done_at_start[m] | fresh)
-
-    def watch() -> None:
-        while not stop.wait(0.5):
-            for m in models:
-                bars.update(ids[m], completed=done(m))
-
-    with bars:
-        thread = threading.Thread(target=watch, daemon=True)
-        thread.start()
-        try:
-            yield bars
-        finally:
-            stop.set()
-            thread.join()
-            for m in models:
-                bars.update(ids[m], completed=done(m))
-
-
 @app.command()
 def run(
     models: Models = None,
@@ -154,14 +115,18 @@ def run(
         return
     from flows.nightly import nightly, print_tables
     from tasks.core import logs
+    from tasks.present.live import progress
 
-    logs.setup()
     project = Project.at(root)
+    log_file = logs.setup(logs.default_log_file(project.root, "run"))
     chosen = models or project.catalogue()
-    with progress(project, chosen):
-        nightly(models or None, root, pool or None, workers, publish, dask_address=dask_address, dispatch=dispatch)
-    if publish:
-        print_tables(project, chosen)
+    try:
+        with progress(project, chosen):
+            nightly(models or None, root, pool or None, workers, publish, dask_address=dask_address, dispatch=dispatch)
+        if publish:
+            print_tables(project, chosen)
+    finally:
+        console.print(f"Full log (third-party warnings, every stage's detail): {log_file}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from tasks.core import logs
 from tasks.core.project import Project
 from tasks.pools import profile_kernels, targets
 from tasks.present.console import WIDTH, compact_table
+from tasks.present.live import progress
 from tasks.storage import s3 as s3io
 from tasks.storage.lease import LeaseBusy
 
@@ -204,14 +205,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--on-busy", choices=["wait", "skip"], default="wait",
                         help="a model another run is compressing: wait for it (default) or skip it")  # fmt: skip
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    logs.setup()
-    cancel.reap_orphaned_api()  # before this run starts its own ephemeral API
     project = Project.at(".")
-    done = nightly(args.models or None, on_busy=args.on_busy)
-    for m, result in done.items():
-        if "deferred" in result:
-            print(f"{m}: deferred, {result['deferred']}")
-    print_tables(project, [m for m, result in done.items() if "deferred" not in result])
+    log_file = logs.setup(logs.default_log_file(project.root, "nightly"))
+    cancel.reap_orphaned_api()  # before this run starts its own ephemeral API
+    try:
+        with progress(project, args.models or project.catalogue()):
+            done = nightly(args.models or None, on_busy=args.on_busy)
+        for m, result in done.items():
+            if "deferred" in result:
+                print(f"{m}: deferred, {result['deferred']}")
+        print_tables(project, [m for m, result in done.items() if "deferred" not in result])
+    finally:
+        print(f"Full log (third-party warnings, every stage's detail): {log_file}")
 
 
 if __name__ == "__main__":

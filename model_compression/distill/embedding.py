@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model_compression import progress as training
 from model_compression.distill.teacher_cache import TeacherCache
 from model_compression.models.text_encoder import SentenceEncoder, layer_drop_student, mean_pool
 
@@ -205,6 +206,7 @@ def distill(
                                    "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
                                    "sampler_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
                                    "history": history})  # fmt: skip
+        training.report(done, cfg.steps, history["losses"][-1])
         if progress:
             progress(done, cfg.steps, report)
     return student.eval(), history

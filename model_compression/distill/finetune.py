@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from model_compression import progress as training
 from model_compression.models.fashion_cnn import TrainConfig, predict_logits, train
 from model_compression.models.text_encoder import mean_pool, tokenize
 
@@ -171,6 +172,7 @@ def finetune_encoder(
         opt.step()
         held.hold()
         losses.append(loss.item())
+        training.report(len(losses), cfg.steps, losses[-1])
     held.finish()
     student.eval()
     return losses

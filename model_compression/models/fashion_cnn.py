@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from model_compression import progress as training
+
 
 @dataclass(frozen=True)
 class CNNConfig:
@@ -116,6 +118,7 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)  # fused: an exactly rounded sqrt
     model.train()
     history = []
+    steps, done = cfg.epochs * -(-len(xt) // cfg.batch_size), 0
     for _ in range(cfg.epochs):
         total, seen = 0.0, 0
         for idx in batches(len(xt), cfg.batch_size, g):
@@ -135,8 +138,10 @@ def train(
             opt.step()
             if after_step is not None:
                 after_step()
-            total += loss.item() * len(idx)
+            value, done = loss.item(), done + 1
+            total += value * len(idx)
             seen += len(idx)
+            training.report(done, steps, value)
         history.append(total / seen)
     model.eval()
     return history

@@ -38,7 +38,7 @@ from typing import Any
 
 from model_compression.hashing import sha256_file, sha256_json, sha256_tree
 from model_compression.runtime.cpu import cpu
-from tasks.core import codehash, faults, isa, runtime
+from tasks.core import codehash, faults, isa, progress, runtime
 from tasks.core.procs import pid_alive
 from tasks.core.project import Project
 from tasks.kinds import KINDS
@@ -270,7 +270,7 @@ class Stage:
         log.info("%s/%s: running", model, self.name)
         reset_peak_rss()
         try:
-            with only(frozenset(self.uses(project, model))):
+            with only(frozenset(self.uses(project, model))), progress.stage(project.data, model, self.name):
                 summary = self.body(project, model, tmp)
         except OSError as e:
             discard(tmp)

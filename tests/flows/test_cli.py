@@ -30,18 +30,3 @@ def test_unknown_model_is_named(tiny_project: Path):
     result = runner.invoke(app, ["plan", "resnet", "--root", str(tiny_project)])
     assert result.exit_code != 0
     assert "unknown model 'resnet'" in str(result.exception)
-
-
-def test_progress_counts_the_stages_each_model_has_done(tiny_project: Path):
-    from flows.cli import progress
-    from tasks.core.pipeline import ORDER
-    from tasks.core.project import Project
-    from tests.conftest import run_until
-
-    project = Project.at(tiny_project)
-    with progress(project, ["tiny-cnn"]) as bars:
-        run_until(tiny_project, "tiny-cnn", "baseline")  # zoo, fetch, baseline
-    assert [(t.description, t.completed, t.total) for t in bars.tasks] == [("tiny-cnn", 3, len(ORDER))]
-    with progress(project, ["tiny-cnn"]) as bars:  # a later run starts from what is up to date
-        pass
-    assert bars.tasks[0].completed == 3

@@ -5,6 +5,7 @@ python -m flows.cli run [MODEL ...]           run the nightly flow for these mod
 python -m flows.cli run --dry-run [MODEL ...] the same as plan
 python -m flows.cli run --pool cpu-avx2 --workers 2 [MODEL ...]
 python -m flows.cli sync                      write dvc.yaml and prefect.yaml from params.yaml and the stages
+python -m flows.cli doctor                    health check: S3, Prefect, work pools, disk, catalogue, pins
 """
 
 from __future__ import annotations
@@ -89,6 +90,35 @@ def limits(models: Models = None, root: Root = ".") -> None:
     for m in chosen:
         name = concurrency.limit_name(m)
         console.print(f"{name}: {'created' if name in created else 'exists'}")
+
+
+@app.command()
+def doctor(
+    root: Root = ".",
+    start_s3: Annotated[
+        bool, typer.Option(help="Start the embedded SeaweedFS to check it (default: it starts on demand).")
+    ] = False,
+    create_buckets: Annotated[bool, typer.Option(help="Create the configured buckets the S3 endpoint lacks.")] = False,
+) -> None:
+    """Check what a run needs, one pass or fail line each with the fix; exit 1 if any fails."""
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from flows.doctor import doctor as checks
+    from tasks.core.doctor import Options
+
+    results = checks(Options(Path(root), start_s3=start_s3, create_buckets=create_buckets))
+    width = max(len(r.name) for r in results)
+    for r in results:
+        mark = "[green]PASS[/]" if r.ok else "[red]FAIL[/]"
+        console.print(f"{mark}  {escape(r.name.ljust(width))}  {escape(r.detail)}", soft_wrap=True)
+        if r.fix:
+            console.print(f"      {' ' * width}  fix: {escape(r.fix)}", soft_wrap=True)
+    failed = sum(not r.ok for r in results)
+    console.print(f"{len(results) - failed} passed, {failed} failed" if failed else f"{len(results)} passed")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -76,7 +76,14 @@ def run_on_worker(
 
 def unavailable(work_pool: str, deployment: str) -> str | None:
     """None when ``deployment`` is deployed and ``work_pool`` has an online worker, else
-    the reason a run there cannot start."""
+    the reason a run there cannot start, with its fix."""
+    why = why_unavailable(work_pool, deployment)
+    return None if why is None else f"{why[0]} ({why[1]})"
+
+
+def why_unavailable(work_pool: str, deployment: str) -> tuple[str, str] | None:
+    """None when ``deployment`` is deployed and ``work_pool`` has an online worker, else
+    (the reason a run there cannot start, the command that fixes it)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import WorkerStatus
     from prefect.exceptions import ObjectNotFound
@@ -85,21 +92,26 @@ def unavailable(work_pool: str, deployment: str) -> str | None:
         try:
             client.read_work_pool(work_pool)
         except ObjectNotFound:
-            return f"work pool {work_pool!r} does not exist on the Prefect server"
+            return (
+                f"work pool {work_pool!r} does not exist on the Prefect server",
+                f"prefect work-pool create --type process {work_pool}",
+            )
         name = deployment.split("/", 1)[-1]
         try:
             deployed = client.read_deployment_by_name(deployment)
         except ObjectNotFound:
-            return f"deployment {deployment!r} is not deployed (prefect --no-prompt deploy --name {name})"
+            return f"deployment {deployment!r} is not deployed", f"prefect --no-prompt deploy --name {name}"
         if deployed.work_pool_name != work_pool:
             return (
-                f"deployment {deployment!r} runs on work pool {deployed.work_pool_name!r}, not {work_pool!r} "
-                f"(prefect --no-prompt deploy --name {name} --pool {work_pool})"
+                f"deployment {deployment!r} runs on work pool {deployed.work_pool_name!r}, not {work_pool!r}",
+                f"prefect --no-prompt deploy --name {name} --pool {work_pool}",
             )
         workers = client.read_workers_for_work_pool(work_pool)
     if not any(w.status == WorkerStatus.ONLINE for w in workers):
-        hint = f"prefect worker start --pool {work_pool}"
-        return f"work pool {work_pool!r} has no live worker (start one there: {hint})"
+        return (
+            f"work pool {work_pool!r} has no live worker",
+            f"start one there: prefect worker start --pool {work_pool}",
+        )
     return None
 
 

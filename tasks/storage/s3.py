@@ -75,17 +75,18 @@ class S3Settings:
         return urlparse(self.endpoint_url).hostname in LOOPBACK
 
 
-def client(settings: S3Settings) -> Any:
-    """A boto3 S3 client; botocore retries transient errors with exponential backoff."""
+def client(settings: S3Settings, connect_timeout: float = 3, read_timeout: float = 60, attempts: int = 2) -> Any:
+    """A boto3 S3 client; botocore retries transient errors with exponential backoff, up to
+    ``attempts`` tries per request; timeouts in seconds (a health check passes short ones)."""
     kwargs: dict[str, Any] = {}
     if os.environ.get("S3_CREDENTIALS_BLOCK"):
         kwargs = credentials_from_block(os.environ["S3_CREDENTIALS_BLOCK"])
     elif settings.embedded and not os.environ.get("AWS_ACCESS_KEY_ID"):
         kwargs = {"aws_access_key_id": seaweed.DEFAULT_ACCESS_KEY, "aws_secret_access_key": seaweed.DEFAULT_SECRET_KEY}
     config = Config(
-        retries={"mode": "standard", "max_attempts": 2},  # connection retries: see _call
-        connect_timeout=3,
-        read_timeout=60,
+        retries={"mode": "standard", "max_attempts": attempts},  # connection retries: see _call
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
         s3={"addressing_style": "path"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",

@@ -136,3 +136,24 @@ def test_nightly_serves_a_remote_pool_with_its_own_int8_preset(api, tiny_project
         assert manifest["artifacts"]["quantize"]["sha256"] == hashlib.sha256(variant.read_bytes()).hexdigest()
     local = json.loads((p.stage_dir("tiny-cnn", "publish") / "published.json").read_text())
     assert local["pool"] == "local" and local["version"]
+
+
+def test_doctor_checks_each_work_pool_for_its_deployment_and_a_live_worker(api, tiny_project):
+    """``flows.cli doctor`` (flows/doctor.py), here beside the server it needs."""
+    from flows.doctor import work_pools
+    from tasks.core.doctor import Options
+
+    with_pools(tiny_project, riscv={"work_pool": "riscv"})
+    results = {r.name: r for r in work_pools(Options(tiny_project))}
+    assert results[f"work pool {LIVE} (benchmark-onnx/{LIVE})"].ok
+    dead = results[f"work pool {DEAD} (benchmark-onnx/{DEAD})"]
+    assert (dead.ok, dead.detail, dead.fix) == (
+        False,
+        f"work pool {DEAD!r} has no live worker",
+        f"start one there: prefect worker start --pool {DEAD}",
+    )
+    gone = results["work pool riscv (benchmark-onnx/riscv)"]
+    assert not gone.ok and gone.fix == "prefect work-pool create --type process riscv"
+    dispatch = results["work pool local-process (compress-model/compress-model)"]  # tiny_params: the default
+    assert not dispatch.ok and dispatch.detail == "work pool 'local-process' has no live worker"
+    assert len(results) == 4

@@ -56,7 +56,8 @@ class S3Settings:
     def from_project(cls, project: Project) -> S3Settings:
         s3 = project.params.get("s3") or {}
         return cls(
-            endpoint_url=os.environ.get("S3_ENDPOINT_URL") or s3.get("endpoint_url", ""),
+            # set but empty is AWS's own endpoint for the region, not params.yaml's loopback default
+            endpoint_url=os.environ.get("S3_ENDPOINT_URL", s3.get("endpoint_url", "")),
             region=os.environ.get("AWS_DEFAULT_REGION") or s3.get("region", "us-east-1"),
             zoo_bucket=s3.get("zoo_bucket", "model-zoo"),
             publish_bucket=s3.get("publish_bucket", "compressed-models"),

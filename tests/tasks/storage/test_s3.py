@@ -76,3 +76,16 @@ def test_server_restart_mid_publish_is_retried_then_verified(tmp_path: Path, mon
         )
     finally:
         server.stop()
+
+
+def test_an_empty_endpoint_variable_means_aws_and_an_unset_one_params(tmp_path: Path, monkeypatch):
+    from tasks.core.project import Project
+    from tests.conftest import make_project
+
+    project = Project.at(make_project(tmp_path, {"models": {}, "s3": {"endpoint_url": "http://127.0.0.1:8333"}}))
+    monkeypatch.delenv("S3_ENDPOINT_URL", raising=False)
+    assert s3io.S3Settings.from_project(project).endpoint_url == "http://127.0.0.1:8333"
+    monkeypatch.setenv("S3_ENDPOINT_URL", "")  # docs/how-to.md: empty is AWS's own endpoint
+    assert s3io.S3Settings.from_project(project).endpoint_url == ""
+    monkeypatch.setenv("S3_ENDPOINT_URL", "https://s3.internal")
+    assert s3io.S3Settings.from_project(project).endpoint_url == "https://s3.internal"

@@ -1,5 +1,7 @@
 """Command line: ``python -m flows.cli --help``.
 
+python -m flows.cli add NAME --model FILE --eval FILE [--task T] [--tolerance METRIC=DROP]
+                                              add a team's own model to the catalogue, then plan it
 python -m flows.cli plan [MODEL ...]          what a run would do, stage by stage (dry run)
 python -m flows.cli run [MODEL ...]           run the nightly flow for these models
 python -m flows.cli run --dry-run [MODEL ...] the same as plan
@@ -11,10 +13,12 @@ python -m flows.cli doctor                    health check: S3, Prefect, work po
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tasks.core.pipeline import ORDER, stage
@@ -63,6 +67,74 @@ def plan(
         print(json.dumps({m: {n: stage_status(project, m, n) for n in ORDER} for m in chosen}, indent=2))
         return
     show_plan(project, chosen)
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="The new model's name: lower-case letters, digits, dashes.")],
+    model: Annotated[
+        str,
+        typer.Option(help="The model file: .onnx, .safetensors, .pt (TorchScript), .pt2; a path, file:// or s3://."),
+    ],
+    eval_data: Annotated[
+        str,
+        typer.Option(
+            "--eval",
+            help="The evaluation data: .npz, .parquet, .csv, an image folder (text-embedding: text1,text2,score).",
+        ),
+    ],
+    task: Annotated[str, typer.Option(help="classification | agreement | text-embedding.")] = "classification",
+    tolerance: Annotated[
+        list[str] | None, typer.Option(help="METRIC=DROP (0.01, 1%, interval); repeat. Default: the task's.")
+    ] = None,
+    shape: Annotated[
+        str | None, typer.Option(help="One example's input shape, no batch axis (1,28,28); read from ONNX.")
+    ] = None,
+    input_name: Annotated[str | None, typer.Option(help="The input's name; read from ONNX.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="The input dtype; read from ONNX, else float32.")] = None,
+    mean: Annotated[
+        str | None, typer.Option(help="Normalisation (x - mean) / std: one value, or one per channel (a,b,c).")
+    ] = None,
+    std: Annotated[str | None, typer.Option(help="See --mean.")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="A text model's tokenizer folder.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="A text model's token limit (default 128).")] = None,
+    factory: Annotated[
+        str | None, typer.Option(help="Safetensors: package.module:function building the module.")
+    ] = None,
+    factory_arg: Annotated[list[str] | None, typer.Option(help="KEY=VALUE for the factory; repeat.")] = None,
+    probe: Annotated[
+        str | None, typer.Option(help="text-embedding: labelled sentences (text,label) for a probe.")
+    ] = None,
+    model_format: Annotated[
+        str | None, typer.Option("--format", help="onnx | safetensors | torchscript | pt2 (default: the suffix).")
+    ] = None,
+    root: Root = ".",
+) -> None:
+    """Add a team's own model to the catalogue (kind custom): read what the files say, check model and
+    data, hash them, write a minimal entry into params.yaml (nothing on any error), then plan it."""
+    import yaml
+
+    from tasks import onboard
+    from tasks.storage.s3 import S3Error
+
+    def ask(flag: str, question: str, default: str | None) -> str:
+        return str(typer.prompt(f"{question} ({flag})", default=default))
+
+    try:
+        request = onboard.from_flags(
+            name=name, model=model, eval=eval_data, task=task, tolerance=tolerance or [], probe=probe,
+            format=model_format, input_name=input_name, shape=shape, dtype=dtype, mean=mean, std=std,
+            tokenizer=tokenizer, max_length=max_length, factory=factory, factory_arg=factory_arg or [],
+        )  # fmt: skip
+        added = onboard.add(root, request, ask if sys.stdin.isatty() else None)
+    except (ValueError, OSError, S3Error, yaml.YAMLError) as e:
+        Console(stderr=True).print(
+            f"[red]error:[/] {escape(str(e))}\nparams.yaml unchanged", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(1) from None
+    for topic, said in added.notes:
+        console.print(f"[bold]{topic:<14}[/]{escape(said)}", highlight=False, soft_wrap=True)
+    plan([name], root)
 
 
 @app.command()

@@ -41,15 +41,7 @@ def fetch_files(project: Project, model: str, refs: list[FileRef], out: Path) ->
     if remote:
         with s3io.available(project) as (s3, settings):
             for ref in remote:
-                bucket, key = s3io.parse_uri(ref.uri)
-                if not ref.uri.endswith("/"):
-                    s3io.download_file(s3, settings, bucket, key, out / ref.local)
-                    continue
-                keys = s3io.list_keys(s3, settings, bucket, key + "/")  # a folder: an image folder
-                if not keys:
-                    raise FileNotFoundError(f"{ref.uri} holds no objects")
-                for k in keys:
-                    s3io.download_file(s3, settings, bucket, k, out / ref.local / k[len(key) + 1 :])
+                s3io.download_uri(s3, settings, ref.uri, out / ref.local)  # a prefix ending in /: a folder
     for ref in refs:
         got = sha256_tree(out / ref.local)
         if got != ref.sha256:

@@ -224,6 +224,20 @@ def download_file(s3: Any, settings: S3Settings, bucket: str, key: str, path: Pa
     _call(settings, bucket, key, lambda: s3.download_file(bucket, key, str(path)))
 
 
+def download_uri(s3: Any, settings: S3Settings, uri: str, dest: Path) -> None:
+    """``s3://bucket/key`` to the file ``dest``; a prefix ending in ``/`` (a folder, e.g. an
+    image folder) to the folder ``dest``, every object below it. An empty prefix is an error."""
+    bucket, key = parse_uri(uri)
+    if not uri.endswith("/"):
+        download_file(s3, settings, bucket, key, dest)
+        return
+    keys = list_keys(s3, settings, bucket, key + "/")
+    if not keys:
+        raise FileNotFoundError(f"{uri} holds no objects")
+    for k in keys:
+        download_file(s3, settings, bucket, k, dest / k[len(key) + 1 :])
+
+
 MISSING = ("NoSuchKey", "404", "NotFound")
 
 

@@ -83,6 +83,7 @@ def artifact_metrics(project: Project, model: str) -> dict[str, Any]:
             "model_rss_mb": round(latency["model_rss_mb"], 1),
             "speedup_vs_fp32": round(speedup, 3),
             "passed": bool(r["passed"]),
+            "reasons": list(r.get("reasons", [])),  # the tolerances it missed, for the report's "why not"
             # paired bootstrap intervals of (artifact - fp32), per metric with a per-example form
             "intervals": {q: {k: round(v, 4) for k, v in iv.items()} for q, iv in r.get("intervals", {}).items()},
             "int8_slower": s in bench["int8_slower"],
@@ -177,11 +178,18 @@ def _inputs(project: Project, model: str) -> dict[str, Path]:
     }
 
 
+def _params(project: Project, model: str) -> list[str]:
+    # the sections and recipes the artifacts' labels on the page are written from (present/labels.py)
+    labelled = ["model.prune", "model.quantize", "model.factorize", "model.distill"]
+    recipes = [f"recipes.{n}" for n in project.recipe_names(model)]
+    return ["selection", "model.kind", "model.eval", "model.recipe", *labelled, *recipes]
+
+
 STAGE = Stage(
     name="report",
     body=_body,
     inputs=_inputs,
-    params=lambda p, m: ["selection", "model.kind", "model.eval", "model.recipe"],
+    params=_params,
     # metrics and the plotted points are small and go to git; the page and figures to DVC
     outs={
         "outs": ["report.html", "selection.json"],

@@ -104,6 +104,16 @@ def test_failed_tolerance_is_not_published(tiny_built: Path):
     s3io.ensure_buckets(client, st, [st.publish_bucket])  # nothing may have been published at all
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=st.publish_bucket).get("Contents", [])]
     assert not any("/distill/" in k for k in keys)
+    # nothing passed (no artifact agrees with fp32 on every image): the report says so first, with each reason
+    assert published["version"] is None
+    run_until(tiny_built, "tiny-cnn", "report")
+    page = (p.stage_dir("tiny-cnn", "report") / "report.html").read_text()
+    top = page[page.index("</h1>") : page.index("<h2>")]
+    assert '<div class="alert"><b>Nothing published</b> for pool local' in top
+    for name in ("prune", "quantize", "factorize", "distill", "tiny-deep-compression"):  # int8 slower is allowed here
+        assert f"<b>{name}</b>: no: failed tolerance: agreement_to_fp32 dropped" in top, name
+    assert "<b>search</b>: no: no trial passed (3 of 3 run); nearest miss: trial" in top
+    assert "<b>Selected artifact: none</b>" in top
 
 
 def test_unknown_model_and_bad_tolerance_are_named(tiny_project: Path):

@@ -215,20 +215,12 @@ def run(
     if dry_run:
         plan(models, root)
         return
-    from flows.nightly import nightly, print_tables
-    from tasks.core import logs
-    from tasks.present.live import progress
+    from flows.nightly import run_and_report
 
-    project = Project.at(root)
-    log_file = logs.setup(logs.default_log_file(project.root, "run"))
-    chosen = models or project.catalogue()
-    try:
-        with progress(project, chosen):
-            nightly(models or None, root, pool or None, workers, publish, dask_address=dask_address, dispatch=dispatch)
-        if publish:
-            print_tables(project, chosen)
-    finally:
-        console.print(f"Full log (third-party warnings, every stage's detail): {log_file}")
+    args = {"pools": pool or None, "workers": workers, "publish": publish, "dask_address": dask_address}
+    code = run_and_report(Project.at(root), models or None, "run", **args, dispatch=dispatch)
+    if code:
+        raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Run it once on the embedded default (ephemeral Prefect, local SeaweedFS) with
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows import cancel, per_model
 from flows.prefect_tasks import compress_model, record_in_dvc
 from tasks.core import logs
+from tasks.core import progress as status
 from tasks.core.project import Project
 from tasks.pools import profile_kernels, targets
+from tasks.present import failure
 from tasks.present.console import WIDTH, compact_table
 from tasks.present.live import progress
 from tasks.storage import s3 as s3io
@@ -91,6 +94,10 @@ def api_url() -> str:
 class ModelsFailed(RuntimeError):
     """Some models of a batch failed; the rest were compressed (and published)."""
 
+    def __init__(self, message: str, failed: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed or {}  # {model: why}
+
 
 @flow(name="nightly-compression", log_prints=True)
 def nightly(
@@ -134,10 +141,22 @@ def nightly(
             results, failed, deferred = run_here(chosen, root, remote, publish, on_busy, workers, dask_address)
     if publish and results:  # only the stages of the models that ran: others may never have been built here
         record_in_dvc(root, list(results))
+    report_failures(project, results, failed)
     if failed:
         reasons = "; ".join(f"{m}: {e}" for m, e in failed.items())
-        raise ModelsFailed(f"{len(failed)} of {len(chosen)} model(s) failed ({reasons}); the others are done")
+        raise ModelsFailed(f"{len(failed)} of {len(chosen)} model(s) failed ({reasons}); the others are done", failed)
     return {**results, **{m: {"deferred": why} for m, why in deferred.items()}}
+
+
+def report_failures(project: Project, results: dict[str, Any], failed: dict[str, str]) -> None:
+    """A failed model gets a page with the reason at the top (its report stage never ran);
+    one that completed loses an earlier failure's page."""
+    for m in results:
+        failure.clear(project, m)
+    for m, why in failed.items():
+        status.failed(project.data, m)  # the live display says so
+        page = failure.write(project, m, why, os.environ.get(logs.LOG_FILE_ENV))
+        get_run_logger().error("%s failed; its page: %s", m, page)
 
 
 def run_here(
@@ -196,6 +215,31 @@ def print_tables(project: Project, models: list[str]) -> None:
         console.print(t)
 
 
+def run_and_report(project: Project, models: list[str] | None, log_name: str, **kwargs: Any) -> int:
+    """Run ``nightly`` for a person at a console: one live line per model, then a table per
+    model, each failed model's reason and page, and where the full log is. Returns the exit
+    status: 1 when a model failed (the others are done and published)."""
+    log_file = logs.setup(logs.default_log_file(project.root, log_name))
+    cancel.reap_orphaned_api()  # before this run starts its own ephemeral API
+    chosen, failed = models or project.catalogue(), {}
+    try:
+        with progress(project, chosen):
+            done = nightly(models or None, str(project.root), **kwargs)
+    except ModelsFailed as e:  # the others are done: their tables, then each failure and its page
+        done, failed = {m: {} for m in chosen if m not in e.failed}, e.failed
+    try:
+        for m, result in done.items():
+            if "deferred" in result:
+                print(f"{m}: deferred, {result['deferred']}")
+        if kwargs.get("publish", True):
+            print_tables(project, [m for m, result in done.items() if "deferred" not in result])
+        for m, why in failed.items():
+            print(f"{m}: FAILED: {why}\n  its page: {failure.path(project, m)}")
+    finally:
+        print(f"Full log (third-party warnings, every stage's detail): {log_file}")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m flows.nightly [--on-busy wait|skip] [MODEL ...]`` (``make nightly``)."""
     import argparse
@@ -205,18 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--on-busy", choices=["wait", "skip"], default="wait",
                         help="a model another run is compressing: wait for it (default) or skip it")  # fmt: skip
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    project = Project.at(".")
-    log_file = logs.setup(logs.default_log_file(project.root, "nightly"))
-    cancel.reap_orphaned_api()  # before this run starts its own ephemeral API
-    try:
-        with progress(project, args.models or project.catalogue()):
-            done = nightly(args.models or None, on_busy=args.on_busy)
-        for m, result in done.items():
-            if "deferred" in result:
-                print(f"{m}: deferred, {result['deferred']}")
-        print_tables(project, [m for m, result in done.items() if "deferred" not in result])
-    finally:
-        print(f"Full log (third-party warnings, every stage's detail): {log_file}")
+    sys.exit(run_and_report(Project.at("."), args.models or None, "nightly", on_busy=args.on_busy))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ from pathlib import Path
 
 LOG_FILE_ENV = "PIPELINE_LOG_FILE"
 CONSOLE_ENV = "PIPELINE_CONSOLE"  # "quiet": pipeline INFO to the file only (a live display is on)
+# Prefect's flow- and task-run loggers: a failure there (with its traceback) is the pipeline's
+# own failure, which the entry point reports in words with the model's page; the file keeps it.
+REPORTED_ELSEWHERE = ("prefect.flow_runs", "prefect.task_runs")
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -28,6 +31,8 @@ class ConsoleFilter(logging.Filter):
     lines unless a live display is on. Read per record, so a display can turn it on and off."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(REPORTED_ELSEWHERE):
+            return record.levelno >= logging.CRITICAL
         if record.levelno >= logging.ERROR:
             return True
         if not record.name.startswith("pipeline"):

@@ -60,4 +60,13 @@ def stage(data: Path, model: str, name: str) -> Iterator[None]:
             _write(target, {**status, "step": step, "steps": steps, "loss": loss})
 
     with training.listening(trained):
-        yield
+        try:
+            yield
+        except BaseException:
+            failed(data, model)
+            raise
+
+
+def failed(data: Path, model: str) -> None:
+    """Mark ``model``'s run as failed (at the stage it was in, if any)."""
+    _write(path(data, model), {**read(data, model), "failed": True})

@@ -32,9 +32,11 @@ def _up_to_date(project: Project, model: str, name: str) -> bool:
 
 
 def now_text(state: dict[str, Any], finished: bool) -> str:
-    """``distill 120/800 loss 0.4213``, ``validate``, or ``done`` (the display's last column)."""
+    """``distill 120/800 loss 0.4213``, ``validate``, ``failed in fetch`` or ``done`` (the last column)."""
     if finished:
         return "done"
+    if state.get("failed"):
+        return f"failed in {state['stage']}" if "stage" in state else "failed"
     if not state:
         return "waiting"
     text = str(state.get("stage", ""))

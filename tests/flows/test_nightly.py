@@ -180,6 +180,9 @@ def test_a_custom_model_from_s3_is_published_and_a_broken_one_does_not_stop_the_
 
     with pytest.raises(ModelsFailed, match=r"1 of 2 model\(s\) failed \(broken: .*'team_models:missing' cannot be"):
         nightly(models=None, root=str(root))
+    page = (root / "data/broken/report-failed.html").read_text()  # the reason at the top of its page
+    assert "broken: the run failed" in page and "team_models:missing" in page
+    assert not (root / "data/digits/report-failed.html").exists()
 
     published = json.loads((root / "data/digits/publish/published.json").read_text())
     version = published["version"]

@@ -40,6 +40,7 @@ def test_the_console_shows_the_pipeline_and_errors_only(monkeypatch: pytest.Monk
     assert shown(record("pipeline", logging.INFO)) and shown(record("pipeline.x", logging.WARNING))
     assert not shown(record("root", logging.WARNING)) and not shown(record("py.warnings", logging.WARNING))
     assert shown(record("onnxruntime", logging.ERROR))
+    assert not shown(record("prefect.flow_runs", logging.ERROR))  # the entry point reports the failure itself
     monkeypatch.setenv(logs.CONSOLE_ENV, "quiet")  # a live display owns the terminal
     assert not shown(record("pipeline", logging.INFO)) and shown(record("pipeline", logging.WARNING))
 

@@ -33,3 +33,9 @@ def test_a_status_shows_what_runs_and_nothing_when_absent(tmp_path: Path):
     with status.stage(tmp_path, "m", "validate"):
         assert now_text(status.read(tmp_path, "m"), finished=False) == "validate"
     assert now_text({"stage": "distill"}, finished=True) == "done"
+    try:
+        with status.stage(tmp_path, "m", "fetch"):
+            raise OSError("checksum mismatch")
+    except OSError:
+        pass
+    assert now_text(status.read(tmp_path, "m"), finished=False) == "failed in fetch"

@@ -37,6 +37,7 @@ from tasks.storage import stage_cache
 log = logging.getLogger("pipeline")
 DEPLOYMENT = "compress-model/compress-model"  # flow name / deployment name (prefect.yaml)
 POLL_S = 2.0
+PAGE = 200  # the most flow runs one filter call returns (the server's default limit)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,19 @@ def dispatch(models: list[str], root: str, publish: bool, on_busy: str) -> tuple
     return done, failed
 
 
+def states(client: Any, runs: dict[str, Any]) -> dict[str, Any]:
+    """``{model: state}`` of flow runs ``{model: id}``, one API call per PAGE runs rather than
+    one per run: a nightly of hundreds of models polls the server once a cycle, not hundreds."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    by_id, ids, found = {str(i): m for m, i in runs.items()}, list(runs.values()), {}
+    for start in range(0, len(ids), PAGE):
+        page = ids[start : start + PAGE]
+        for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=page)), limit=PAGE):
+            found[by_id[str(run.id)]] = run.state
+    return found
+
+
 def wait(runs: dict[str, Any], timeout_s: float) -> dict[str, str]:
     """Watch flow runs ``{model: id}`` until each is final or ``timeout_s`` has passed since
     dispatch; cancels the late ones. Returns ``{model: reason}`` for those that did not complete."""
@@ -111,8 +125,8 @@ def wait(runs: dict[str, Any], timeout_s: float) -> dict[str, str]:
     deadline, pending, failed = time.monotonic() + timeout_s, dict(runs), {}
     with get_client(sync_client=True) as client:
         while pending:
-            for m, run_id in list(pending.items()):
-                state = client.read_flow_run(run_id).state
+            for m, state in states(client, pending).items():
+                run_id = pending[m]
                 if state is not None and state.is_final():
                     pending.pop(m)
                     if not state.is_completed():

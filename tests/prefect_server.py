@@ -15,6 +15,20 @@ PREFECT = str(Path(sys.executable).parent / "prefect")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def end(proc: subprocess.Popen) -> None:
+    """Stop a process started in its own session: a worker needs two SIGTERMs; SIGKILL what lingers."""
+    for _ in range(2):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                continue
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 @dataclass
 class PrefectServer:
     """``prefect server start`` on loopback with its own PREFECT_HOME and SQLite file."""
@@ -50,8 +64,10 @@ class PrefectServer:
         self.procs.append(proc)
         return proc
 
-    def start(self, timeout: float = 120) -> PrefectServer:
-        proc = self._spawn(["server", "start", "--host", "127.0.0.1", "--port", str(self.port)], "server.log")
+    def start(self, timeout: float = 120, log_level: str = "WARNING") -> PrefectServer:
+        """``log_level`` INFO logs every API request (uvicorn's access log) to server.log."""
+        args = ["server", "start", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", log_level]
+        proc = self._spawn(args, "server.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -94,15 +110,6 @@ class PrefectServer:
             return r.read().decode().replace(" ", "")
 
     def stop(self) -> None:
-        # Workers first (they need two SIGTERMs), then the server; SIGKILL what lingers.
+        # Workers first, then the server
         for proc in reversed(self.procs):
-            for _ in range(2):
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        continue
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+            end(proc)

@@ -8,6 +8,7 @@ logged or written to a record.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -74,6 +75,19 @@ class S3Settings:
     def embedded(self) -> bool:
         """True when the endpoint is on loopback: the pipeline may start SeaweedFS there."""
         return urlparse(self.endpoint_url).hostname in LOOPBACK
+
+
+def shared_client(settings: S3Settings) -> Any:
+    """The process's one client for ``settings`` and the credentials in effect, for every
+    stage: a client per stage would cost a session, a credential lookup and a connection
+    pool each, hundreds of times in a nightly of many models. Keyed by the credentials'
+    source too, so a rotated or corrected key gets a new client."""
+    return _shared(settings, os.environ.get("S3_CREDENTIALS_BLOCK", ""), os.environ.get("AWS_ACCESS_KEY_ID", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _shared(settings: S3Settings, block: str, access_key: str) -> Any:
+    return client(settings)
 
 
 def client(settings: S3Settings, connect_timeout: float = 3, read_timeout: float = 60, attempts: int = 2) -> Any:
@@ -171,11 +185,11 @@ def available(project: Project) -> Iterator[tuple[Any, S3Settings]]:
         if settings.embedded:
             port = urlparse(settings.endpoint_url).port or 80
             with seaweed.shared(project.data / ".s3", port):  # started if needed, stopped by its last user
-                s3 = client(settings)
+                s3 = shared_client(settings)
                 ensure_buckets(s3, settings, settings.buckets)
                 yield s3, settings
         else:
-            yield client(settings), settings
+            yield shared_client(settings), settings
     finally:
         if before is None:
             os.environ.pop(UP, None)

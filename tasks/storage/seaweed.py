@@ -77,9 +77,14 @@ class PortTaken(RuntimeError):
 class SeaweedServer:
     """A running ``weed mini``; use ``start()``/``stop()`` or ``with serve(...)``."""
 
-    def __init__(self, data_dir: Path, s3_port: int, access_key: str, secret_key: str) -> None:
+    def __init__(
+        self, data_dir: Path, s3_port: int, access_key: str, secret_key: str, metrics_port: int | None = None
+    ) -> None:
+        """``metrics_port``: serve Prometheus metrics there (request counts per bucket and
+        action: what bench/dispatch_scale.py reads); default none."""
         self.data_dir = Path(data_dir)
         self.s3_port = s3_port
+        self.metrics_port = metrics_port
         self.access_key = access_key
         self.secret_key = secret_key
         self.proc: subprocess.Popen[bytes] | None = None
@@ -125,6 +130,7 @@ class SeaweedServer:
             "-master.telemetry=false",
             "-s3.autoCreateBucket=false",  # a missing bucket must be an error, as on AWS
             *(f"{k}={v}" for k, v in ports.items()),
+            *([f"-metricsPort={self.metrics_port}"] if self.metrics_port else []),
         ]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
         log_path = self.data_dir / "weed.log"

@@ -30,7 +30,6 @@ turns it off for one run.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -67,7 +66,7 @@ def run(stage: Stage, model: str, root: str | Path = ".") -> dict[str, Any]:
     if settings is None or stage.up_to_date(project, model) is not None:
         return stage.run(model, root)
     key, out = stage.key(project, model)[0], project.stage_dir(model, stage.name)
-    s3 = _client(settings, os.environ.get("AWS_ACCESS_KEY_ID", ""))
+    s3 = s3io.shared_client(settings)
     try:
         fetched = fetch(s3, settings, out, key)
     except s3io.S3Error as e:  # the cache is an optimisation: a build does not wait on it
@@ -81,14 +80,6 @@ def run(stage: Stage, model: str, root: str | Path = ".") -> dict[str, Any]:
     except s3io.S3Error as e:
         log.warning("stage cache: %s/%s not pushed (%s)", model, stage.name, e)
     return record
-
-
-@functools.lru_cache(maxsize=4)
-def _client(settings: s3io.S3Settings, access_key: str) -> Any:
-    """One S3 client per process and endpoint for every stage (a client per stage costs a
-    session, a credential lookup and a connection pool each); keyed by the access key too,
-    so a rotated one gets a new client."""
-    return s3io.client(settings)
 
 
 def fetch(s3: Any, settings: s3io.S3Settings, out: Path, key: str) -> dict[str, Any] | None:

@@ -28,7 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]  # the checkout holding model_compres
 PACKAGES = ("model_compression", "tasks")
 # The stage runner itself: how keys are computed and records written, not what a stage
 # computes. Its changes re-run nothing; a change of record format bumps stage.RUNNER_VERSION.
-INFRASTRUCTURE = frozenset({"tasks.core.stage", "tasks.core.codehash", "tasks.core.dvcyaml", "tasks.core.logs"})
+# tasks.core.progress only tells the console's live display which stage runs: no output depends on it.
+INFRASTRUCTURE = frozenset(
+    {"tasks.core.stage", "tasks.core.codehash", "tasks.core.dvcyaml", "tasks.core.logs", "tasks.core.progress"}
+)
 
 
 def module_file(module: str) -> Path | None:

@@ -20,6 +20,9 @@ def clean_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     monkeypatch.delenv(logs.LOG_FILE_ENV, raising=False)
     monkeypatch.delenv(logs.CONSOLE_ENV, raising=False)
+    # an earlier test's setup() may have left logging 'capturing' while pytest has since put
+    # its own warnings.showwarning back: start from not capturing, as a fresh process does
+    logging.captureWarnings(False)
     yield
     for h in root.handlers:
         if h not in handlers:

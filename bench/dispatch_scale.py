@@ -7,7 +7,8 @@ each with its own ``data/`` and one process worker (``--limit 1``, one thread:
 ``threads: 1`` and OMP/MKL at 1), on one ``prefect server start`` and one SeaweedFS, as in
 tests/flows/test_dispatch_models.py. A fresh dispatching clone runs
 ``python -m flows.cli run --dispatch``; the stage cache bucket is new for every run, so
-nothing is reused. The models are copies of the fashion-cnn entry with ``--epochs``
+nothing is reused. The models are copies of the fashion-cnn entry (each with its own
+learning rate, so no two share a stage past the dataset) with ``--epochs``
 epochs and no recipe or search (the chain's orchestration is the same; its compute is
 smaller, which makes the orchestration share larger, not smaller).
 
@@ -40,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from tasks.storage import s3 as s3io
 from tasks.storage.seaweed import SeaweedServer, free_port
 from tests.prefect_server import PrefectServer, end
 
@@ -59,6 +61,8 @@ def template(tmp: Path, endpoint: str, n: int, epochs: int) -> Path:
     # so its share comes out larger (conservative), and the runs fit a session
     params.update(threads=1, catalogue=names, targets=["local"], reproducibility={"isa": "native"})
     params["models"] = {name: copy.deepcopy(base) for name in names}
+    for i, name in enumerate(names):  # distinct models: identical ones would share every stage through the cache
+        params["models"][name]["train"]["lr"] = base["train"]["lr"] * (1 + i / 1000)
     params["gates"] = {name: copy.deepcopy(params["gates"]["fashion-cnn"]) for name in names}
     params["s3"].update(endpoint_url=endpoint, cache_bucket=f"cache-{n}-{time.time_ns()}")
     params["dispatch"] = {"work_pool": POOL, "timeout_s": 7200}
@@ -85,8 +89,6 @@ def s3_counts(metrics_port: int) -> dict[str, float]:
 
 def bucket_bytes(s3: SeaweedServer, bucket: str) -> int:
     """Bytes stored in ``bucket`` (every object's size)."""
-    from tasks.storage import s3 as s3io
-
     client = s3io.client(s3io.S3Settings(s3.endpoint_url, "us-east-1", "model-zoo", "compressed-models"))
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return sum(obj["Size"] for page in pages for obj in page.get("Contents", []))

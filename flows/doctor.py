@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from tasks.core import doctor as core
 from tasks.core.doctor import Check, Options, Result
 from tasks.core.project import Project
-from tasks.pools import pools, targets
+from tasks.pools import pools, remote_targets, targets
 from tasks.storage import doctor as storage
 
 REQUEST_TIMEOUT_S = 5.0  # each Prefect API request of a check, seconds, no retries
@@ -71,7 +71,7 @@ def _wanted(project: Project) -> dict[str, tuple[str, str]]:
 
 
 def _ephemeral_pools(project: Project) -> Result:
-    remote = [p.name for p in targets(project) if not p.inline]
+    remote = remote_targets(project)
     if remote:
         fix = "set PREFECT_API_URL to the server whose workers serve them, or leave them out of targets"
         return Result("work pools", False, f"targets {remote} need workers on a Prefect server: none is set", fix)

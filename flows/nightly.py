@@ -19,7 +19,7 @@ from flows.prefect_tasks import compress_model, record_in_dvc
 from tasks.core import logs
 from tasks.core import progress as status
 from tasks.core.project import Project
-from tasks.pools import profile_kernels, targets
+from tasks.pools import profile_kernels, remote_targets
 from tasks.present import failure
 from tasks.present.console import WIDTH, compact_table
 from tasks.present.live import progress
@@ -129,7 +129,7 @@ def nightly(
     chosen = models or project.catalogue()
     for m in chosen:
         project.check(m)  # unknown models, malformed entries and pools fail before any work starts
-    remote = [p.name for p in targets(project, pools) if not p.inline]
+    remote = remote_targets(project, pools)
     logger = get_run_logger()
     with cancel.handling(), s3io.available(project):
         if profile_kernels(project):  # a CPU family this pool had no profile for: measured once, committed

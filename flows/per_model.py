@@ -28,9 +28,9 @@ from prefect import flow
 
 from flows import cancel
 from flows.prefect_tasks import compress_model
-from tasks.core.pipeline import ORDER, stage
+from tasks.core.pipeline import order, stage
 from tasks.core.project import Project
-from tasks.pools import targets
+from tasks.pools import remote_targets
 from tasks.storage import s3 as s3io
 from tasks.storage import stage_cache
 
@@ -67,7 +67,7 @@ def compress_one(model: str, publish: bool = True, on_busy: str = "wait", root: 
     root = root or os.environ.get("PIPELINE_ROOT") or "."
     project = Project.at(root)
     project.check(model)
-    remote = [p.name for p in targets(project, None) if not p.inline]
+    remote = remote_targets(project)
     with cancel.handling(), s3io.available(project):
         result: dict[str, Any] = compress_model(model, root, remote, publish, on_busy)
     return result
@@ -145,6 +145,5 @@ def wait(runs: dict[str, Any], timeout_s: float) -> dict[str, str]:
 def materialise(model: str, root: str, publish: bool) -> dict[str, Any]:
     """The model's stages in this checkout, each fetched from the stage cache (or built,
     should its key differ here: another kernel profile, say)."""
-    order = ORDER if publish else ORDER[: ORDER.index("publish")]
     with s3io.available(Project.at(root)):
-        return {name: stage_cache.run(stage(name), model, root) for name in order}
+        return {name: stage_cache.run(stage(name), model, root) for name in order(publish)}

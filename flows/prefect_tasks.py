@@ -24,7 +24,7 @@ from prefect.utilities.annotations import quote
 
 from flows import concurrency, dvc_lock, pool_serve, ui
 from tasks.core import parallel, runtime
-from tasks.core.pipeline import ORDER, stages
+from tasks.core.pipeline import order, stages
 from tasks.core.project import Project
 from tasks.core.stage import Stage
 from tasks.storage import lease, stage_cache
@@ -125,8 +125,7 @@ def _compress(
 
 
 def _stages(model: str, root: str, remote_pools: list[str] | None, publish: bool) -> dict[str, Any]:
-    order = ORDER if publish else ORDER[: ORDER.index("publish")]
-    records: dict[str, Any] = {name: TASKS[name](model, root) for name in order}
+    records: dict[str, Any] = {name: TASKS[name](model, root) for name in order(publish)}
     records["pools"] = {p: serve_pool(model, p, root) for p in remote_pools or []} if publish else {}
     if publish:
         ui_artifacts(model, root, records["pools"])

@@ -17,6 +17,7 @@ import sys
 
 from tasks.core import logs
 from tasks.core.pipeline import ORDER, stage
+from tasks.storage import S3_UP_ENV
 
 
 def _dvc_yaml(argv: list[str]) -> int:
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(name: str, model: str, root: str) -> None:
     """One stage, through the S3 stage cache where S3 was made available to this process
     (``s3.UP``); a plain ``dvc repro`` stage process then never loads boto3."""
-    if not os.environ.get("PIPELINE_S3_UP"):
+    if not os.environ.get(S3_UP_ENV):
         stage(name).run(model, root)
         return
     from tasks.storage import stage_cache

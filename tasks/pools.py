@@ -104,6 +104,11 @@ def targets(project: Project, chosen: list[str] | None = None) -> list[PoolSpec]
     return [known[n] for n in names]
 
 
+def remote_targets(project: Project, chosen: list[str] | None = None) -> list[str]:
+    """The names of the pools a run serves through a Prefect work pool (not this machine)."""
+    return [p.name for p in targets(project, chosen) if not p.inline]
+
+
 def kernels_path(project: Project, spec: PoolSpec | None = None) -> Path:
     """``data/pools/<pool>/kernels.json``: the pool's kernel profiles, one per int8 preset
     (``python -m tasks kernels``), committed with the code so a rebuild reads the same one."""

@@ -14,6 +14,11 @@ ORDER: tuple[str, ...] = (
 
 
 @cache
+def order(publish: bool = True) -> tuple[str, ...]:
+    """The stages a run goes through: all of ``ORDER``, or up to the benchmark when it publishes nothing."""
+    return ORDER if publish else ORDER[: ORDER.index("publish")]
+
+
 def stage(name: str) -> Stage:
     """The declaration of stage ``name`` (``tasks/stages/<name>.py``)."""
     if name not in ORDER:

@@ -32,7 +32,7 @@ from botocore.exceptions import (
 )
 
 from tasks.core.project import Project
-from tasks.storage import seaweed
+from tasks.storage import S3_UP_ENV, seaweed
 
 log = logging.getLogger("pipeline")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -170,7 +170,7 @@ def ensure_buckets(s3: Any, settings: S3Settings, buckets: list[str]) -> None:
             log.info("created bucket s3://%s", b)
 
 
-UP = "PIPELINE_S3_UP"  # set by `available` to the endpoint it made available, for its process tree
+UP = S3_UP_ENV  # set by `available` to the endpoint it made available, for its process tree
 
 
 @contextmanager

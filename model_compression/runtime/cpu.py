@@ -25,3 +25,13 @@ def cpu() -> tuple[str, frozenset[str]]:
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
     return model or platform.processor() or platform.machine(), frozenset(flags)
+
+
+# The instruction sets by which torch, oneDNN, MKL and onnxruntime pick their kernels
+SIMD = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp")
+
+
+def simd_flags() -> list[str]:
+    """Those of ``SIMD`` this CPU has, sorted: what a record keeps to say which family built it."""
+    flags = cpu()[1]
+    return sorted(f for f in SIMD if f in flags)

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from model_compression.runtime.cpu import cpu
-
-_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp")
+from model_compression.runtime.cpu import cpu, simd_flags
 
 
 def fingerprint() -> dict[str, object]:
     """CPU model and SIMD flags, core count, memory (GiB), onnxruntime version and its
     execution providers, and the GPUs (name, driver) where ``nvidia-smi`` finds any."""
-    model, flags = cpu()
+    model = cpu()[0]
     mem_gib = None
     meminfo = Path("/proc/meminfo")
     if meminfo.is_file():
@@ -27,7 +25,7 @@ def fingerprint() -> dict[str, object]:
     return {
         "cpu": model,
         "machine": platform.machine(),
-        "flags": sorted(f for f in _FLAGS if f in flags),
+        "flags": simd_flags(),
         "cores": os.cpu_count(),
         "memory_gib": mem_gib,
         "onnxruntime": ort.__version__,

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from model_compression.runtime.cpu import cpu
+from model_compression.runtime.cpu import cpu, simd_flags
 
 # Each profile: the environment variables it sets, read by ATen, oneDNN and MKL when they
 # first run. Measured with ../shared/tools/isa_probe.py natively (AMD EPYC Zen 3) and under
@@ -116,4 +116,5 @@ def effective(name: str) -> dict[str, Any]:
         "mkldnn": bool(torch.backends.mkldnn.enabled),
         "nnpack": bool(torch._C._get_nnpack_enabled()),
         "cpu": cpu()[0],
+        "cpu_flags": simd_flags(),  # which x86 family built it: what a cross-CPU rebuild compares
     }

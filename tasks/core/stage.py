@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from model_compression.hashing import sha256_file, sha256_json, sha256_tree
-from model_compression.runtime.cpu import cpu
+from model_compression.runtime.cpu import cpu, simd_flags
 from tasks.core import codehash, faults, isa, progress, runtime
 from tasks.core.procs import pid_alive
 from tasks.core.project import Project
@@ -293,7 +293,7 @@ class Stage:
             "versions": library_versions(),
             "seed": project.seed,
             "threads": project.threads,
-            "isa": isa.effective(profile) if profile else {"profile": None, "cpu": cpu()[0]},
+            "isa": isa.effective(profile) if profile else {"profile": None, "cpu": cpu()[0], "cpu_flags": simd_flags()},
             "seconds": round(time.perf_counter() - t0, 2),
             "peak_rss_mb": peak_rss_mb(),
             "summary": summary,

@@ -48,6 +48,9 @@ def test_a_pinned_stage_runs_in_a_pinned_child_and_matches_python_m_tasks(tiny_p
         "DNNL_MAX_CPU_ISA": "SSE41",
     }
     assert rec["isa"]["torch_cpu_capability"] == "DEFAULT" and not rec["isa"]["mkldnn"] and rec["isa"]["cpu"]
+    from model_compression.runtime.cpu import simd_flags
+
+    assert rec["isa"]["cpu_flags"] == simd_flags() and "avx2" in simd_flags()  # the family that built it
     assert rec["params"]["reproducibility.isa"] == "portable"  # in the key: another profile re-trains
     assert os.environ.get(isa.MARKER) is None  # the pins went to the child only
     # the DVC entry point pins its own process at start, and trains the same bytes

@@ -21,24 +21,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tasks.core.pipeline import ORDER, stage
+from tasks.core.pipeline import ORDER, stage_status
 from tasks.core.project import Project
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Nightly model compression: plan or run.")
 console = Console()
 Models = Annotated[list[str] | None, typer.Argument(help="Catalogue models (default: the whole catalogue).")]
 Root = Annotated[str, typer.Option(help="Project root holding params.yaml and data/.")]
-
-
-def stage_status(project: Project, model: str, name: str) -> str:
-    """'up to date', 'will run' (inputs present, output stale or missing) or 'after upstream'."""
-    st = stage(name)
-    try:
-        if any(not path.exists() for path in st.inputs(project, model).values()):
-            return "after upstream"
-        return "up to date" if st.up_to_date(project, model) else "will run"
-    except FileNotFoundError as e:  # e.g. a catalogue seed that is not on this machine
-        return f"blocked: {e}"
 
 
 def show_plan(project: Project, models: list[str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from model_compression.config import load
+from tasks.core.project import Project
 from tasks.core.stage import Stage
 
 ORDER: tuple[str, ...] = (
@@ -29,3 +30,14 @@ def stage(name: str) -> Stage:
 
 def stages() -> dict[str, Stage]:
     return {name: stage(name) for name in ORDER}
+
+
+def stage_status(project: Project, model: str, name: str) -> str:
+    """'up to date', 'will run' (inputs present, output stale or missing) or 'after upstream'."""
+    st = stage(name)
+    try:
+        if any(not path.exists() for path in st.inputs(project, model).values()):
+            return "after upstream"
+        return "up to date" if st.up_to_date(project, model) else "will run"
+    except FileNotFoundError as e:  # e.g. a catalogue seed that is not on this machine
+        return f"blocked: {e}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from tasks.core import logs
 from tasks.core import progress as status
-from tasks.core.pipeline import ORDER, stage
+from tasks.core.pipeline import ORDER, stage_status
 from tasks.core.project import Project
 from tasks.core.stage import record_path
 
@@ -25,10 +25,9 @@ POLL_S = 0.5
 
 def _up_to_date(project: Project, model: str, name: str) -> bool:
     try:
-        st = stage(name)
-        return all(p.exists() for p in st.inputs(project, model).values()) and bool(st.up_to_date(project, model))
-    except (FileNotFoundError, ValueError):
-        return False  # e.g. a catalogue seed that is not on this machine: it will run, or fail there
+        return stage_status(project, model, name) == "up to date"
+    except ValueError:
+        return False  # a malformed entry: the run that follows names it
 
 
 def now_text(state: dict[str, Any], finished: bool) -> str:

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(name: str, model: str, root: str) -> None:
     """One stage, through the S3 stage cache where S3 was made available to this process
-    (``s3.UP``); a plain ``dvc repro`` stage process then never loads boto3."""
+    (``tasks.storage.S3_UP_ENV``); a plain ``dvc repro`` stage process then never loads boto3."""
     if not os.environ.get(S3_UP_ENV):
         stage(name).run(model, root)
         return

@@ -170,17 +170,14 @@ def ensure_buckets(s3: Any, settings: S3Settings, buckets: list[str]) -> None:
             log.info("created bucket s3://%s", b)
 
 
-UP = S3_UP_ENV  # set by `available` to the endpoint it made available, for its process tree
-
-
 @contextmanager
 def available(project: Project) -> Iterator[tuple[Any, S3Settings]]:
     """Yield (client, settings); start the embedded SeaweedFS for the block if the endpoint
     is on loopback and nothing answers there yet (then also create the buckets). Child
-    processes started meanwhile see the endpoint in ``UP`` (the stage cache uses S3 only there)."""
+    processes started meanwhile see the endpoint in ``S3_UP_ENV`` (the stage cache uses S3 only there)."""
     settings = S3Settings.from_project(project)
-    before = os.environ.get(UP)
-    os.environ[UP] = settings.endpoint_url
+    before = os.environ.get(S3_UP_ENV)
+    os.environ[S3_UP_ENV] = settings.endpoint_url
     try:
         if settings.embedded:
             port = urlparse(settings.endpoint_url).port or 80
@@ -192,9 +189,9 @@ def available(project: Project) -> Iterator[tuple[Any, S3Settings]]:
             yield shared_client(settings), settings
     finally:
         if before is None:
-            os.environ.pop(UP, None)
+            os.environ.pop(S3_UP_ENV, None)
         else:
-            os.environ[UP] = before
+            os.environ[S3_UP_ENV] = before
 
 
 def parse_uri(uri: str) -> tuple[str, str]:

@@ -41,6 +41,7 @@ from typing import Any
 from model_compression.hashing import sha256_file
 from tasks.core.project import Project
 from tasks.core.stage import Stage, commit, discard, output_hashes, partial
+from tasks.storage import S3_UP_ENV
 from tasks.storage import s3 as s3io
 
 log = logging.getLogger("pipeline")
@@ -51,7 +52,7 @@ def settings_if_on(project: Project) -> s3io.S3Settings | None:
     settings = s3io.S3Settings.from_project(project)
     if not settings.cache_bucket or os.environ.get("PIPELINE_STAGE_CACHE", "").lower() == "off":
         return None
-    return settings if os.environ.get(s3io.UP) == settings.endpoint_url else None
+    return settings if os.environ.get(S3_UP_ENV) == settings.endpoint_url else None
 
 
 def prefix(key: str) -> str:

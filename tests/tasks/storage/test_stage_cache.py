@@ -13,8 +13,8 @@ import yaml
 from tasks.core.pipeline import stage
 from tasks.core.project import Project
 from tasks.core.stage import Stage, read_record
+from tasks.storage import S3_UP_ENV, stage_cache
 from tasks.storage import s3 as s3io
-from tasks.storage import stage_cache
 
 MODEL, STAGES = "tiny-cnn", ("zoo", "fetch", "baseline")
 
@@ -91,7 +91,7 @@ def test_a_cached_output_that_does_not_check_out_is_built_instead(
 
 
 def test_the_cache_is_off_where_s3_was_not_made_available(machine_a: Path, bodies_run, monkeypatch):
-    monkeypatch.delenv(s3io.UP, raising=False)
+    monkeypatch.delenv(S3_UP_ENV, raising=False)
     assert stage_cache.settings_if_on(Project.at(machine_a)) is None
     with s3io.available(Project.at(machine_a)):
         assert stage_cache.settings_if_on(Project.at(machine_a)) is not None

@@ -28,12 +28,17 @@ class TransformerFusionConfig:
         graphs exported with dynamic shapes: attention then stays unfused (default 0).
     hidden_size: model width; 0 lets onnxruntime detect it (default 0).
     embed_layer_norm: also fuse the embedding lookup with its layer norm (default False).
+    attention: fuse attention into one Attention node (default True). Off, the attention
+        MatMuls stay separate (int8 as MatMulInteger) and only the layer norms and GELU
+        fuse: on some CPUs (AVX-512-VNNI, measured in BENCHMARKS.md) that int8 graph is faster
+        than QAttention's.
     """
 
     model_type: str = "bert"
     num_heads: int = 0
     hidden_size: int = 0
     embed_layer_norm: bool = False
+    attention: bool = True
 
     def __post_init__(self) -> None:
         if self.model_type not in ("bert", "gpt2", "vit"):
@@ -53,6 +58,7 @@ def fuse(src: str | Path, dst: str | Path, cfg: TransformerFusionConfig = Transf
 
     opts = FusionOptions(cfg.model_type)
     opts.enable_embed_layer_norm = cfg.embed_layer_norm
+    opts.enable_attention = cfg.attention
     # opt_level 0: the graph stays portable (no onnxruntime-session-level rewrites baked in)
     fused = optimize_model(str(src), model_type=cfg.model_type, num_heads=cfg.num_heads,
                            hidden_size=cfg.hidden_size, optimization_options=opts, opt_level=0)  # fmt: skip

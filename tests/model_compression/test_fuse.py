@@ -44,6 +44,16 @@ def test_fusion_keeps_the_outputs_and_the_chain_compresses(tiny_bert_dir: Path, 
     assert (tmp_path / "q.onnx").stat().st_size < base.stat().st_size / 5
 
 
+def test_attention_can_stay_unfused(tiny_bert_dir: Path, tmp_path: Path):
+    """``attention: false``: layer norms and GELU fuse, the attention MatMuls stay (for int8 MatMulInteger)."""
+    model, tok = load_encoder(tiny_bert_dir)
+    base = text_encoder.export(model, tok, tmp_path / "fp32.onnx")
+    feeds = {k: v.numpy() for k, v in tokenize(tok, SENTENCES, 32).items()}
+    fused = fuse(base, tmp_path / "fused.onnx", TransformerFusionConfig(num_heads=2, hidden_size=32, attention=False))
+    assert "Attention" not in fused and fused["SkipLayerNormalization"] >= 2
+    np.testing.assert_allclose(embed(tmp_path / "fused.onnx", feeds), embed(base, feeds), atol=2e-5)
+
+
 def test_a_graph_without_attention_does_not_fuse(tmp_path: Path):
     from onnx import TensorProto, helper, save
 

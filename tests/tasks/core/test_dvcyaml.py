@@ -26,7 +26,7 @@ def test_each_stage_depends_on_the_code_it_runs_and_no_other():
     prune, package = "model_compression/prune/magnitude.py", "model_compression/info/package.py"
     assert prune in deps("prune.fashion-cnn") and prune in deps("search.fashion-cnn")
     assert prune in deps("recipe.fashion-cnn")  # deep-compression prunes
-    assert prune not in deps("recipe.minilm")  # drop-in: fusion, table coding and int8 only
+    assert prune not in deps("recipe.minilm")  # drop-in and re-embed: table coding and int8 only
     assert "model_compression/quantize/embedding_tiers.py" in deps("recipe.minilm")
     # the student trains against the teacher cache; the cache never depends on the student's code
     assert "data/minilm/teach" in deps("distill.minilm")

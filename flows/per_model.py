@@ -10,10 +10,11 @@ else.
 
 The parent never hangs: a missing pool or deployment or no live worker is reported
 before anything starts, and a run still unfinished ``dispatch.timeout_s`` after dispatch
-is cancelled. Failed and timed-out models are reported by name. Each model that finished
-is then materialised here: its stages run through the stage cache, so every output is
-fetched (and verified), not built, and this checkout's ``data/`` and ``dvc.lock`` record
-the run.
+is cancelled. Failed and timed-out models are reported by name. Each model is
+materialised here as soon as its run completes, while the others still build: its stages
+run through the stage cache, so every output is fetched (and verified), not built, and
+this checkout's ``data/`` and ``dvc.lock`` record the run. (Fetching them all after the
+last run finished added the whole fetch time to the batch's wall time.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,8 +100,12 @@ def dispatch(models: list[str], root: str, publish: bool, on_busy: str) -> tuple
         for m in models
     }
     log.info("dispatched %s to work pool %s", ", ".join(f"{m} ({r.id})" for m, r in runs.items()), cfg.work_pool)
-    failed = wait({m: r.id for m, r in runs.items()}, cfg.timeout_s)
-    done = {m: materialise(m, root, publish) for m in models if m not in failed}
+    done: dict[str, Any] = {}
+
+    def land(model: str) -> None:  # its run completed: fetch its outputs while the others build
+        done[model] = materialise(model, root, publish)
+
+    failed = wait({m: r.id for m, r in runs.items()}, cfg.timeout_s, on_complete=land)
     return done, failed
 
 
@@ -116,9 +122,15 @@ def states(client: Any, runs: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def wait(runs: dict[str, Any], timeout_s: float) -> dict[str, str]:
+def _nothing(model: str) -> None:
+    return None
+
+
+def wait(runs: dict[str, Any], timeout_s: float, on_complete: Callable[[str], None] = _nothing) -> dict[str, str]:
     """Watch flow runs ``{model: id}`` until each is final or ``timeout_s`` has passed since
-    dispatch; cancels the late ones. Returns ``{model: reason}`` for those that did not complete."""
+    dispatch; cancels the late ones and calls ``on_complete(model)`` for each as it completes.
+    Returns ``{model: reason}`` for those that did not complete, or whose ``on_complete`` raised
+    (the others are still watched: one model's failed fetch must not abandon the rest)."""
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled
 
@@ -129,7 +141,12 @@ def wait(runs: dict[str, Any], timeout_s: float) -> dict[str, str]:
                 run_id = pending[m]
                 if state is not None and state.is_final():
                     pending.pop(m)
-                    if not state.is_completed():
+                    if state.is_completed():
+                        try:
+                            on_complete(m)
+                        except Exception as e:
+                            failed[m] = f"run {run_id} completed, but materialising it here failed: {e}"
+                    else:
                         failed[m] = f"run {run_id} ended {state.name}: {state.message or ''}".rstrip(": ")
             if pending and time.monotonic() > deadline:
                 for m, run_id in pending.items():
@@ -138,7 +155,7 @@ def wait(runs: dict[str, Any], timeout_s: float) -> dict[str, str]:
                 break
             time.sleep(POLL_S if pending else 0)
     for m, why in failed.items():
-        log.error("%s failed on its worker: %s", m, why)
+        log.error("%s: %s", m, why)
     return failed
 
 

@@ -6,7 +6,9 @@ For each seed, a copy of the project at ``--root`` whose params.yaml differs onl
 (the baseline's training, and every fine-tuning step of the recipe; k-means is seeded by
 its linear initialisation) and in the sections that are not the recipe, set to null so that
 only baseline -> recipe -> package -> validate -> benchmark run. The fetched dataset and the
-pool's kernel profile are copied from ``--root`` (their stages must have run there). Every
+pool's kernel profile are copied from ``--root`` (their stages must have run there). A
+``--work`` folder from an earlier run is reused: its params.yaml is rewritten and the stage
+cache rebuilds what changed (after a recipe change: not the seeds' baselines). Every
 choice inside the recipe is made on the validation split; the accuracy is the test split's.
 
 Prints, per seed and as mean / min / max: fp32 test accuracy, the recipe's drop in points,
@@ -40,8 +42,11 @@ def seeded_project(root: Path, model: str, seed: int, dest: Path) -> Path:
     params["seed"] = seed
     params["catalogue"] = [model]
     params["models"] = {model: {**params["models"][model], **dict.fromkeys(NOT_THE_RECIPE)}}
-    dest.mkdir(parents=True)
+    reuse = (dest / "data" / model / "fetch").is_dir()
+    dest.mkdir(parents=True, exist_ok=True)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if reuse:
+        return dest
     src = Project.at(root)
     for folder in ("fetch",):
         shutil.copytree(src.stage_dir(model, folder), dest / "data" / model / folder)

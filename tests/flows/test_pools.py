@@ -162,5 +162,9 @@ def test_doctor_checks_each_work_pool_for_its_deployment_and_a_live_worker(api, 
     gone = results["work pool riscv (benchmark-onnx/riscv)"]
     assert gone.ok and "not in targets" in gone.detail and gone.fix == "prefect work-pool create --type process riscv"
     dispatch = results["work pool local-process (compress-model/compress-model)"]  # tiny_params: the default
-    assert dispatch.ok and dispatch.detail.startswith("work pool 'local-process' has no live worker; not in targets")
+    # not a target: fine either way; whether another test left a worker on it depends on the xdist split
+    assert dispatch.ok and (
+        dispatch.detail == "deployed, a live worker"
+        or dispatch.detail.startswith("work pool 'local-process' has no live worker; not in targets")
+    ), dispatch.detail
     assert len(results) == 4

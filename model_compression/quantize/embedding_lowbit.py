@@ -17,6 +17,14 @@ Gather the packed rows and the block scales and offsets, combine each group's by
 into one number (Cast, Mul, ReduceSum), split it into codes (Mul by powers of ``2**-bits``,
 Floor, Slice, Sub), then ``code * scale + offset``, all in float32. The decoded rows equal
 ``dequantize`` of the stored table exactly (a test checks it).
+
+Where decoding happens is a choice between memory and speed (``decode``): ``rows`` decodes
+the looked-up rows at every call (about 20 small ops per table: the least memory, but at
+batch 1 their fixed cost is a visible share of a small encoder's time); ``table`` decodes
+the whole table from the stored initializers only (``decode_table_nodes``), which every
+runtime that folds constants (onnxruntime at any optimisation level) does once when the
+session loads, leaving a plain Gather per call. The file is as small either way; the
+loaded session holds the float32 table (``rows * cols * 4`` bytes) in the second case.
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ class EmbeddingLowBitConfig:
         segment tables stay float (default 1024).
     clip_ratios: the range shrink factors tried per block, the least squared error wins
         (default 1.0 down to 0.7).
+    decode: ``rows`` (default) decodes the looked-up rows at every call, ``table`` the whole
+        table once when the runtime loads the graph (faster per call, float32 table in memory).
     """
 
     bits: int = 3
@@ -50,6 +60,7 @@ class EmbeddingLowBitConfig:
     block_size: int = 64
     min_rows: int = 1024
     clip_ratios: tuple[float, ...] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
+    decode: str = "rows"
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 4:
@@ -66,6 +77,8 @@ class EmbeddingLowBitConfig:
             raise ValueError(f"EmbeddingLowBitConfig.min_rows must be >= 1, got {self.min_rows}")
         if not self.clip_ratios or not all(0 < r <= 1 for r in self.clip_ratios):
             raise ValueError(f"EmbeddingLowBitConfig.clip_ratios must be in (0, 1], got {list(self.clip_ratios)}")
+        if self.decode not in ("rows", "table"):
+            raise ValueError(f"EmbeddingLowBitConfig.decode must be 'rows' or 'table', got {self.decode!r}")
 
 
 @dataclass(frozen=True)
@@ -239,3 +252,24 @@ def decode_nodes(
         helper.make_node("Reshape", [f"{n}_decoded", f"{n}_out_shape"], [out]),
     ]
     return nodes, [numpy_helper.from_array(v, c[k]) for k, v in consts.items()]
+
+
+def range_nodes(name: str, rows: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """A node computing ``name`` = [0, 1, ..., rows - 1] (int64) from constants alone, so a
+    runtime folds it, and whatever reads only it, at load; stored as 3 scalars, not a vector."""
+    consts = {"start": 0, "limit": rows, "delta": 1}
+    inits = [numpy_helper.from_array(np.array(v, np.int64), f"{name}_{k}") for k, v in consts.items()]
+    return [helper.make_node("Range", [f"{name}_{k}" for k in consts], [name])], inits
+
+
+def decode_table_nodes(
+    table: str, out: str, t: LowBitTable, opset: int
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes and constants computing ``out`` = the whole float32 table ``t`` decoded (equal
+    to ``dequantize(t)``) from constants alone, so a runtime folds them at load and lookups
+    become plain Gathers of ``out`` (see the module notes)."""
+    if opset < 11:
+        raise ValueError(f"decode='table' needs ONNX opset >= 11 (Range), the graph has {opset}")
+    rng, consts = range_nodes(f"{table}_all_rows", t.shape[0])
+    nodes, more = decode_nodes(table, table, f"{table}_all_rows", out, t, opset)
+    return [*rng, *nodes], consts + more

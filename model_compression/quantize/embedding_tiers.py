@@ -10,7 +10,9 @@ probability (add-half smoothing), so they still get the cheapest width rather th
 
 Rows of one width form a tier, coded as one ``LowBitTable``. The graph looks up each
 token's tier and its row within the tier, decodes the token in every tier (only the
-looked-up rows: a few hundred per call) and keeps the one of its own tier (``Where``).
+looked-up rows: a few hundred per call) and keeps the one of its own tier (``Where``);
+or, with ``decode="table"``, decodes every tier whole, concatenates them and puts each
+row back in its place, all from constants, so the runtime does it once at load.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from model_compression.quantize.embedding_lowbit import (
     decode_nodes,
     dequantize,
     quantize_table,
+    range_nodes,
     table_initializers,
 )
 
@@ -149,4 +152,32 @@ def tiered_decode_nodes(
         acc = merged
     if len(t.tiers) == 1:
         nodes.append(helper.make_node("Identity", [acc], [out]))
+    return nodes, consts
+
+
+def tiered_table_nodes(
+    table: str, out: str, t: TieredTable, opset: int
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Like ``embedding_lowbit.decode_table_nodes``, for a table coded by ``code``: row ``r``
+    of ``out`` is row ``local[r]`` of tier ``tier[r]``, found at ``start[tier[r]] +
+    local[r]`` in the concatenation of the decoded tiers."""
+    if opset < 11:
+        raise ValueError(f"decode='table' needs ONNX opset >= 11 (Range), the graph has {opset}")
+    n = f"{table}_tiers"
+    starts = np.concatenate([[0], np.cumsum([tier.shape[0] for tier in t.tiers])[:-1]]).astype(np.int64)
+    consts = [numpy_helper.from_array(starts, f"{n}_starts")]
+    nodes: list[onnx.NodeProto] = []
+    for k, tier in enumerate(t.tiers):
+        rng, c = range_nodes(f"{n}_all{k}", tier.shape[0])
+        dec, more = decode_nodes(f"{table}_t{k}", f"{table}_t{k}", f"{n}_all{k}", f"{n}_whole{k}", tier, opset)
+        nodes += [*rng, *dec]
+        consts += c + more
+    nodes += [
+        helper.make_node("Concat", [f"{n}_whole{k}" for k in range(len(t.tiers))], [f"{n}_cat"], axis=0),
+        helper.make_node("Cast", [f"{table}_tier"], [f"{n}_tier"], to=onnx.TensorProto.INT64),
+        helper.make_node("Gather", [f"{n}_starts", f"{n}_tier"], [f"{n}_start"], axis=0),
+        helper.make_node("Cast", [f"{table}_local"], [f"{n}_local"], to=onnx.TensorProto.INT64),
+        helper.make_node("Add", [f"{n}_start", f"{n}_local"], [f"{n}_where"]),
+        helper.make_node("Gather", [f"{n}_cat", f"{n}_where"], [out], axis=0),
+    ]
     return nodes, consts

@@ -3,7 +3,8 @@
 Finds the tables (2-D initializers read only by row lookups), codes each at one width
 (``embedding_lowbit``) or, given token counts and ``mean_bits``, at widths allocated by
 rate-distortion (``embedding_tiers``), and replaces each lookup with nodes that decode the
-looked-up rows, exactly as the library's ``dequantize`` does.
+looked-up rows, exactly as the library's ``dequantize`` does; or, with ``decode="table"``,
+decodes the whole table from constants, which runtimes fold when they load the graph.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from model_compression.quantize import embedding_tiers as tiers
 from model_compression.quantize.embedding_lowbit import (
     EmbeddingLowBitConfig,
     decode_nodes,
+    decode_table_nodes,
     dequantize,
     quantize_table,
     table_initializers,
@@ -72,6 +74,32 @@ def _code(name: str, table: np.ndarray, cfg: EmbeddingLowBitConfig, counts: np.n
 DEFAULT = EmbeddingLowBitConfig()
 
 
+def _insert(model: onnx.ModelProto, at: int, nodes: list[onnx.NodeProto], consts: list[onnx.TensorProto]) -> None:
+    for k, node in enumerate(nodes):
+        model.graph.node.insert(at + k, node)
+    model.graph.initializer.extend(consts)
+
+
+def _decode_rows(model: onnx.ModelProto, safe: str, gathers: list[onnx.NodeProto], coded: Any, opset: int) -> None:
+    """Each lookup becomes the nodes that decode the looked-up rows."""
+    decode = tiers.tiered_decode_nodes if isinstance(coded, tiers.TieredTable) else decode_nodes
+    for i, gather in enumerate(gathers):
+        nodes, consts = decode(f"{safe}_{i}", safe, gather.input[1], gather.output[0], coded, opset)
+        at = list(model.graph.node).index(gather)
+        model.graph.node.remove(gather)
+        _insert(model, at, nodes, consts)
+
+
+def _decode_table(model: onnx.ModelProto, safe: str, gathers: list[onnx.NodeProto], coded: Any, opset: int) -> None:
+    """The whole table is decoded once, from constants, before its first lookup; every lookup
+    stays a Gather, of the decoded table."""
+    decode = tiers.tiered_table_nodes if isinstance(coded, tiers.TieredTable) else decode_table_nodes
+    nodes, consts = decode(safe, f"{safe}_decoded", coded, opset)
+    _insert(model, min(list(model.graph.node).index(g) for g in gathers), nodes, consts)
+    for gather in gathers:
+        gather.input[0] = f"{safe}_decoded"
+
+
 def quantize(
     src: str | Path, dst: str | Path, cfg: EmbeddingLowBitConfig = DEFAULT, counts: np.ndarray | None = None
 ) -> dict[str, Any]:
@@ -96,14 +124,7 @@ def quantize(
         model.graph.initializer.extend(
             tiers.tiered_initializers(safe, coded) if tiered else table_initializers(safe, coded)
         )
-        decode = tiers.tiered_decode_nodes if tiered else decode_nodes
-        for i, gather in enumerate(gathers):
-            nodes, consts = decode(f"{safe}_{i}", safe, gather.input[1], gather.output[0], coded, opset_version)
-            at = list(model.graph.node).index(gather)
-            model.graph.node.remove(gather)
-            for k, node in enumerate(nodes):
-                model.graph.node.insert(at + k, node)
-            model.graph.initializer.extend(consts)
+        (_decode_table if cfg.decode == "table" else _decode_rows)(model, safe, gathers, coded, opset_version)
     onnx.checker.check_model(model)
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))

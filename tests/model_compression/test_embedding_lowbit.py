@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -84,7 +85,12 @@ def test_small_tables_and_other_readers_are_left_alone(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"bits": 5}, r"bits must be in 1..4"), ({"block_size": 12}, "multiple of 8"), ({"clip_ratios": (1.2,)}, "0, 1")],
+    [
+        ({"bits": 5}, r"bits must be in 1..4"),
+        ({"block_size": 12}, "multiple of 8"),
+        ({"clip_ratios": (1.2,)}, "0, 1"),
+        ({"decode": "lazy"}, r"decode must be 'rows' or 'table', got 'lazy'"),
+    ],
 )
 def test_config_names_the_bad_field(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -123,3 +129,29 @@ def test_the_graph_decodes_a_tiered_table_exactly(tmp_path: Path, opset):
     (got,) = make_session(tmp_path / "q.onnx").run(None, {"ids": ids})
     want = tiers.dequantize_tiered(tiers.code(t, counts, cfg))
     np.testing.assert_array_equal(got.reshape(2000, 64), want + want)
+
+
+@pytest.mark.parametrize("mean_bits", [None, 3.0])
+def test_decoding_the_whole_table_at_load_gives_the_same_rows_and_leaves_plain_gathers(tmp_path: Path, mean_bits):
+    t, counts = table(), zipf_counts()
+    cfg = EmbeddingLowBitConfig(bits=3, mean_bits=mean_bits, choices=(2, 3, 4), block_size=32, decode="table")
+    src = lookup_graph(tmp_path / "f.onnx", t, ["batch", "seq"])
+    quantize(src, tmp_path / "t.onnx", cfg, counts)
+    quantize(src, tmp_path / "r.onnx", EmbeddingLowBitConfig(**{**cfg.__dict__, "decode": "rows"}), counts)
+    # the same stored table; the decoding nodes once per table instead of once per reader
+    assert (tmp_path / "t.onnx").stat().st_size <= (tmp_path / "r.onnx").stat().st_size
+    ids = np.arange(2000, dtype=np.int64)[::-1].reshape(40, 50).copy()
+    (by_table,) = make_session(tmp_path / "t.onnx").run(None, {"ids": ids})
+    (by_rows,) = make_session(tmp_path / "r.onnx").run(None, {"ids": ids})
+    np.testing.assert_array_equal(by_table, by_rows)
+    # onnxruntime folds the decoding when it loads the graph: what runs per call is the lookups
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    ort.InferenceSession(str(tmp_path / "t.onnx"), opts, providers=["CPUExecutionProvider"])
+    assert {n.op_type for n in onnx.load(tmp_path / "loaded.onnx").graph.node} == {"Add", "Gather"}
+
+
+def test_decoding_the_whole_table_needs_range(tmp_path: Path):
+    src = lookup_graph(tmp_path / "f.onnx", table(), [1, 8], opset=10)
+    with pytest.raises(ValueError, match=r"decode='table' needs ONNX opset >= 11 \(Range\), the graph has 10"):
+        quantize(src, tmp_path / "q.onnx", EmbeddingLowBitConfig(decode="table"))

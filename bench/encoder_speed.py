@@ -4,7 +4,9 @@ python -m bench.encoder_speed [MODEL] [--repeats 3] [--root .]
 
 From a finished run's artifacts, builds the chain's intermediate graphs with the recipe
 steps' own code (fused fp32; fused + int8; plain ``quantize_dynamic`` per-channel is the
-``quantize`` artifact) and times them beside fp32 and the run's recipe artifacts, each in
+``quantize`` artifact; each recipe with a low-bit table, decoded the other way: the looked-up
+rows at every call against the whole table at load) and times them beside fp32 and the run's
+recipe artifacts, each in
 a fresh process with interleaved rounds (``runtime.compare.benchmark_files``), ``--repeats``
 times. Prints the median speed-up per batch size and its spread across repeats: a
 figure whose spread is wider than its distance from another is within the noise.
@@ -50,7 +52,27 @@ def variants(project: Project, model: str, folder: Path, heads: int, hidden: int
     for name in project.recipe_names(model):
         if project.artifact(model, name).is_file():
             files[name] = project.artifact(model, name)
+            files |= other_decode(project, model, name, folder, teacher, preset)
     return files
+
+
+def other_decode(project: Project, model: str, name: str, folder: Path, teacher: Any, preset: str) -> dict[str, Path]:
+    """Recipe ``name`` rebuilt with its ``embed_lowbit`` steps decoding the other way (rows at
+    every call against the whole table at load), as ``<name> (decode <mode>)``; none if it has
+    no such step."""
+    spec = project.recipe_spec(model, name)
+    lowbit = [s for s in spec["steps"] if s["step"] == "embed_lowbit"]
+    if not lowbit:
+        return {}
+    mode = "rows" if lowbit[0].get("decode", "rows") == "table" else "table"
+    steps = [{**s, "decode": mode} if s["step"] == "embed_lowbit" else s for s in spec["steps"]]
+    start = project.artifact(model, "distill") if spec.get("from") == "distill" else None
+    kind = project.kind(model)
+    chain = recipe_steps(name, steps, kind.recipe_steps, kind.name)
+    label = f"{name} (decode {mode})"
+    dst = folder / f"{name}-{mode}.onnx"
+    chains.apply(project, model, chain, dst, torch_model=None, onnx=start, teacher=teacher, preset=preset)
+    return {label: dst}
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ STEP_KEYS: dict[str, Callable[[Any], str]] = {
     "energy": lambda v: f"{_pct(v)} energy",
     "bits": lambda v: f"{v} bits",
     "mean_bits": lambda v: f"{v:g} bits mean",
+    "decode": lambda v: "decoded at load" if v == "table" else "decoded per call",
     "op_types": _join,
     "ops": _join,
     "steps": lambda v: f"{v} steps",

@@ -1,5 +1,6 @@
 """Tiny text encoder and CNN: export parity, layer-drop students, distillation, training."""
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,24 @@ def test_cnn_training_learns_and_is_deterministic(tiny_fmnist_dir: Path):
     assert runs[0][0] == runs[1][0]
     for a, b in zip(runs[0][1], runs[1][1], strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_cosine_schedule_decays_the_learning_rate_to_near_zero(tiny_fmnist_dir: Path, monkeypatch):
+    x, y = fm.load_split(tiny_fmnist_dir, "train")
+    seen: list[float] = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    model = FashionCNN(CNNConfig(channels=(4, 8), hidden=16))
+    train(model, fm.normalize(x), y, TrainConfig(epochs=2, batch_size=64, lr=1e-3, schedule="cosine"))
+    assert seen[0] == 1e-3 and all(a > b for a, b in itertools.pairwise(seen))
+    assert seen[-1] < 1e-3 * 0.01 and seen[len(seen) // 2] == pytest.approx(5e-4, rel=0.05)
+    with pytest.raises(ValueError, match=r"schedule must be one of \['constant', 'cosine'\], got 'step'"):
+        TrainConfig(schedule="step")
 
 
 def test_corrupt_idx_file_is_a_clear_error(tmp_path: Path):

@@ -15,6 +15,7 @@ def test_step_labels_keep_the_settings_a_reader_needs():
     assert step_label({"step": "prune", "sparsity": 0.8, "scope": "global", "min_numel": 64}) == "prune 80 % global"
     assert step_label({"step": "finetune", "train": {"epochs": 2, "lr": 0.001}}) == "finetune 2 ep"
     assert step_label({"step": "embed_lowbit", "mean_bits": 2.25, "block_size": 128}) == "embed_lowbit 2.25 bits mean"
+    assert step_label({"step": "embed_lowbit", "bits": 3, "decode": "table"}) == "embed_lowbit 3 bits decoded at load"
     assert step_label({"step": "int8", "op_types": ["MatMul", "Attention"]}) == "int8 MatMul/Attention"
     assert step_label({"step": "codebook"}) == "codebook"
 

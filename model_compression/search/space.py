@@ -110,6 +110,12 @@ def _level_filter(
     per_layer = {layer: by_level.get(level, 0.0) for layer, by_level in sens.items()}
     skip = tuple(sorted(layer for layer, d in per_layer.items() if d > cfg.max_layer_distortion))
     total = sum(d for layer, d in per_layer.items() if layer not in skip)
+    if per_layer and len(skip) == len(per_layer):  # a trial would have nothing to apply it to
+        why = (
+            f"{technique} at {level:g}: every layer's predicted distortion exceeds max_layer_distortion "
+            f"{cfg.max_layer_distortion:g}, so no layer is left to apply it to"
+        )
+        return skip, total, why
     if total > cfg.max_total_distortion:
         why = (
             f"{technique} at {level:g}: predicted distortion {total:.4f} > max_total_distortion "

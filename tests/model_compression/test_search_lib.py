@@ -48,6 +48,12 @@ def test_sensitivity_prunes_the_space_and_orders_it_safest_first():
     assert [r.name for r in recipes] == ["prune0.5"]
     assert dropped == ["prune at 0.9: predicted distortion 0.0400 > max_total_distortion 0.035 "
                        "even without its 2 most sensitive layer(s)"]  # fmt: skip
+    # a level at which every layer is too sensitive leaves nothing to prune: dropped, not tried
+    fragile = {"a": {0.5: 0.01, 0.9: 0.2}, "c": {0.5: 0.02, 0.9: 0.3}}
+    recipes, dropped = candidates(tight, fragile)
+    assert [r.name for r in recipes] == ["prune0.5"]
+    assert dropped == ["prune at 0.9: every layer's predicted distortion exceeds max_layer_distortion 0.05, "
+                       "so no layer is left to apply it to"]  # fmt: skip
     few, dropped = candidates(SearchConfig(max_trials=2), None, None, allow_int8=False)
     assert len(few) == 2 and not any(r.int8 for r in few)
     assert dropped[0] == "int8: the model's quantize section is null" and "beyond max_trials=2" in dropped[1]

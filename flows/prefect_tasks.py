@@ -2,8 +2,9 @@
 
 Caching: a task's cache key is its stage key (code set, params, input hashes), given only
 when the stage's outputs are on disk and intact, so a cached result never points at
-missing files. Retries are for I/O stages only (zoo, fetch, publish); compute is
-deterministic and a retry would only repeat the same failure. Inside a flow, the search's
+missing files. Retries are for I/O stages only (zoo, fetch, publish), and there only for
+failures that may pass next time (``worth_retrying``); compute is deterministic and a retry
+would only repeat the same failure. Inside a flow, the search's
 trials run as task runs of their own (``tasks/core/parallel.py``).
 """
 
@@ -26,11 +27,19 @@ from flows import concurrency, dvc_lock, pool_serve, ui
 from tasks.core import parallel, runtime
 from tasks.core.pipeline import order, stages
 from tasks.core.project import Project
-from tasks.core.stage import Stage
+from tasks.core.stage import DiskFullError, Stage
 from tasks.storage import lease, stage_cache
 from tasks.storage import s3 as s3io
 
 IO_STAGES = {"zoo", "fetch", "publish"}
+
+
+def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's ``retry_condition_fn`` for I/O stages: retry a connection error, a timeout
+    or a server's refusal, never a verdict. A ``ValueError`` (bad input, a quality or
+    regression gate, a technique that does not apply) or a full disk fails the same way
+    again, so the run fails at once, naming it, instead of three times over 22 s."""
+    return not isinstance(state.data, ValueError | DiskFullError)
 
 
 def cache_key(stage: Stage) -> Any:
@@ -94,6 +103,7 @@ def make_task(stage: Stage) -> Any:
         persist_result=True,
         retries=3 if io else 0,
         retry_delay_seconds=[2, 5, 15] if io else 0,
+        retry_condition_fn=worth_retrying if io else None,
         log_prints=True,
     )
 

@@ -123,7 +123,7 @@ def tiny_params(endpoint: str, bert: Path, fmnist: Path, prefix: str, zoo: str =
                 "steps": [
                     {"step": "fuse", "num_heads": 2, "hidden_size": 32},
                     {"step": "int8", "op_types": ["MatMul", "Attention"]},
-                    {"step": "embed_lowbit", "mean_bits": 3.0, "choices": [3], "block_size": 32},
+                    {"step": "embed_lowbit", "mean_bits": 3.0, "choices": [3], "block_size": 32, "decode": "table"},
                 ],
             },
             "tiny-deep-compression": [

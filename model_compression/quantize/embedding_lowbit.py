@@ -53,7 +53,8 @@ class EmbeddingLowBitConfig:
     clip_ratios: the range shrink factors tried per block, the least squared error wins
         (default 1.0 down to 0.7).
     decode: ``rows`` (default) decodes the looked-up rows at every call, ``table`` the whole
-        table once when the runtime loads the graph (faster per call, float32 table in memory).
+        table once when the runtime loads the graph (faster per call; loading needs many times
+        the float32 table in memory, see the module notes).
     """
 
     bits: int = 3
@@ -256,9 +257,12 @@ def decode_nodes(
     return nodes, [numpy_helper.from_array(v, c[k]) for k, v in consts.items()]
 
 
-def range_nodes(name: str, rows: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def range_nodes(name: str, rows: int, opset: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """A node computing ``name`` = [0, 1, ..., rows - 1] (int64) from constants alone, so a
-    runtime folds it, and whatever reads only it, at load; stored as 3 scalars, not a vector."""
+    runtime folds it, and whatever reads only it, at load; stored as 3 scalars, not a vector.
+    ``Range`` exists from opset 11: an older graph is refused, naming it."""
+    if opset < 11:
+        raise ValueError(f"decode='table' needs ONNX opset >= 11 (Range), the graph has {opset}")
     consts = {"start": 0, "limit": rows, "delta": 1}
     inits = [numpy_helper.from_array(np.array(v, np.int64), f"{name}_{k}") for k, v in consts.items()]
     return [helper.make_node("Range", [f"{name}_{k}" for k in consts], [name])], inits
@@ -270,8 +274,6 @@ def decode_table_nodes(
     """Nodes and constants computing ``out`` = the whole float32 table ``t`` decoded (equal
     to ``dequantize(t)``) from constants alone, so a runtime folds them at load and lookups
     become plain Gathers of ``out`` (see the module notes)."""
-    if opset < 11:
-        raise ValueError(f"decode='table' needs ONNX opset >= 11 (Range), the graph has {opset}")
-    rng, consts = range_nodes(f"{table}_all_rows", t.shape[0])
+    rng, consts = range_nodes(f"{table}_all_rows", t.shape[0], opset)
     nodes, more = decode_nodes(table, table, f"{table}_all_rows", out, t, opset)
     return [*rng, *nodes], consts + more

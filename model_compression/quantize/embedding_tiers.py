@@ -161,14 +161,12 @@ def tiered_table_nodes(
     """Like ``embedding_lowbit.decode_table_nodes``, for a table coded by ``code``: row ``r``
     of ``out`` is row ``local[r]`` of tier ``tier[r]``, found at ``start[tier[r]] +
     local[r]`` in the concatenation of the decoded tiers."""
-    if opset < 11:
-        raise ValueError(f"decode='table' needs ONNX opset >= 11 (Range), the graph has {opset}")
     n = f"{table}_tiers"
     starts = np.concatenate([[0], np.cumsum([tier.shape[0] for tier in t.tiers])[:-1]]).astype(np.int64)
     consts = [numpy_helper.from_array(starts, f"{n}_starts")]
     nodes: list[onnx.NodeProto] = []
     for k, tier in enumerate(t.tiers):
-        rng, c = range_nodes(f"{n}_all{k}", tier.shape[0])
+        rng, c = range_nodes(f"{n}_all{k}", tier.shape[0], opset)
         dec, more = decode_nodes(f"{table}_t{k}", f"{table}_t{k}", f"{n}_all{k}", f"{n}_whole{k}", tier, opset)
         nodes += [*rng, *dec]
         consts += c + more
